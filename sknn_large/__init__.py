@@ -1,0 +1,13 @@
+"""sknn_large: scikit-learn's multi-layer perceptrons, trained with PyTorch.
+
+``LargeMLPClassifier`` and ``LargeMLPRegressor`` are drop-in replacements for
+:class:`sklearn.neural_network.MLPClassifier` and
+:class:`sklearn.neural_network.MLPRegressor` that train on CUDA when available.
+"""
+
+from ._classifier import LargeMLPClassifier
+from ._regressor import LargeMLPRegressor
+
+__version__ = "0.1.0"
+
+__all__ = ["LargeMLPClassifier", "LargeMLPRegressor", "__version__"]

@@ -1,0 +1,484 @@
+"""The scikit-learn layer shared by the classifier and the regressor."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    validate_data,
+)
+
+from ._data import as_tensor, iter_row_blocks, make_feed
+from ._device import check_device_spec, resolve_device
+from ._engine import (
+    _ACTIVATIONS,
+    _LOSSES,
+    _PRECISIONS,
+    _SOLVERS,
+    TrainConfig,
+    TrainState,
+    build_mlp,
+    get_coefs,
+    init_glorot_,
+    train,
+    train_lbfgs,
+)
+from ._engine._network import _OUT_ACTIVATIONS
+
+_STOCHASTIC_SOLVERS = frozenset(_SOLVERS)
+_PENALTIES = ("l1", "l2", "elasticnet")
+# Rows per block when predicting: memory stays bounded whatever the input size.
+_PREDICT_ROWS = 65536
+_DIVERGED = (
+    "Solver produced non-finite parameter weights. The input data may contain large"
+    " values and need to be preprocessed. Training stopped at iteration {it} when the"
+    " loss became non-finite; the weights of the last finite iteration were kept."
+    " Likely causes: a learning rate that is too high (learning_rate_init={lr}) or"
+    " unscaled inputs (try StandardScaler)."
+)
+
+
+def _hidden_sizes(hidden_layer_sizes) -> list[int]:
+    if not hasattr(hidden_layer_sizes, "__iter__"):
+        return [hidden_layer_sizes]
+    return list(hidden_layer_sizes)
+
+
+class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
+    """Shared machinery of :class:`LargeMLPClassifier` and :class:`LargeMLPRegressor`.
+
+    Not for direct use: it holds parameter validation, the translation of
+    parameters into an engine :class:`~sknn_large._engine.TrainConfig`, the
+    fit loop's bookkeeping and the fitted attributes.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "solver": [StrOptions(set(_SOLVERS) | {"lbfgs"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "penalty": [StrOptions(set(_PENALTIES)), None],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(_PRECISIONS))],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        hidden_layer_sizes,
+        activation,
+        solver,
+        alpha,
+        batch_size,
+        learning_rate,
+        learning_rate_init,
+        power_t,
+        max_iter,
+        loss,
+        shuffle,
+        random_state,
+        tol,
+        verbose,
+        warm_start,
+        momentum,
+        nesterovs_momentum,
+        early_stopping,
+        validation_fraction,
+        beta_1,
+        beta_2,
+        epsilon,
+        n_iter_no_change,
+        max_fun,
+        penalty,
+        l1_ratio,
+        dropout,
+        device,
+        precision,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.penalty = penalty
+        self.l1_ratio = l1_ratio
+        self.dropout = dropout
+        self.device = device
+        self.precision = precision
+
+    # ------------------------------------------------------------ subclass hooks
+
+    @abstractmethod
+    def _validate_input(self, X, y, incremental, reset):
+        """Return validated ``X`` and a 2-D float target matrix."""
+
+    @abstractmethod
+    def _loss_name(self) -> str:
+        """The engine loss for the current targets."""
+
+    @abstractmethod
+    def _score_fitted(self, raw, y, sample_weight) -> float:
+        """Validation score from raw outputs (accuracy or R^2)."""
+
+    def _class_sample_weight(self, Y):
+        """Per-sample weights implied by the targets (``class_weight``)."""
+        return None
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_params(self, incremental: bool) -> None:
+        """Checks that span several parameters, in one place."""
+        sizes = _hidden_sizes(self.hidden_layer_sizes)
+        if np.any(np.array(sizes) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        check_device_spec(self.device)
+        if self.solver == "lbfgs" and self.dropout > 0:
+            raise ValueError(
+                "dropout > 0 is not supported with solver='lbfgs': L-BFGS needs a "
+                "deterministic objective. Use a stochastic solver such as 'adam'."
+            )
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+
+    # --------------------------------------------------------------- training
+
+    def _dtypes(self, X) -> tuple[torch.dtype, torch.dtype | None]:
+        param_dtype, autocast = _PRECISIONS[self.precision]
+        if param_dtype is None:
+            param_dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+        return param_dtype, autocast
+
+    def _initialize(self, n_features: int, rng: np.random.RandomState) -> None:
+        """Build and initialise a fresh network and the training state."""
+        dtype, _ = self._param_dtype
+        sizes = _hidden_sizes(self.hidden_layer_sizes)
+        module = build_mlp(
+            n_features,
+            sizes,
+            self.n_outputs_,
+            activation=self.activation,
+            dropout=self.dropout,
+        )
+        init_glorot_(module, self.activation, rng)
+        # Shuffling and dropout draw from torch; seed them from the same source.
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        generator = torch.Generator().manual_seed(seed)
+        self.module_ = module.to(device=self.device_, dtype=dtype)
+        self.n_layers_ = len(sizes) + 2
+        self._state = TrainState(generator=generator)
+        if self.solver in _STOCHASTIC_SOLVERS:
+            if self.early_stopping:
+                self._state.validation_scores = []
+                self._state.best_validation_score = -np.inf
+                self._state.best_loss = None
+            else:
+                self._state.best_loss = np.inf
+
+    def _train_config(self, batch_size: int, incremental: bool) -> TrainConfig:
+        return TrainConfig(
+            solver=self.solver,
+            loss=self._loss_name(),
+            learning_rate_init=self.learning_rate_init,
+            learning_rate=self.learning_rate,
+            power_t=self.power_t,
+            momentum=self.momentum,
+            nesterovs_momentum=self.nesterovs_momentum,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+            alpha=self.alpha,
+            penalty=self.penalty,
+            l1_ratio=self.l1_ratio,
+            batch_size=batch_size,
+            max_iter=self.max_iter,
+            shuffle=self.shuffle,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping and not incremental,
+            max_fun=self.max_fun,
+            verbose=int(self.verbose),
+            incremental=incremental,
+            autocast_dtype=self._param_dtype[1],
+        )
+
+    def _split_validation(self, X, Y, sample_weight, rng):
+        """Hold out ``validation_fraction`` of the data (stratified for classes)."""
+        stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
+        arrays = [X, Y] if sample_weight is None else [X, Y, sample_weight]
+        parts = train_test_split(
+            *arrays,
+            random_state=rng,
+            test_size=self.validation_fraction,
+            stratify=stratify,
+        )
+        if parts[1].shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        sw_train = None if sample_weight is None else parts[4]
+        sw_val = None if sample_weight is None else parts[5]
+        return parts[0], parts[2], sw_train, parts[1], parts[3], sw_val
+
+    def _validator(self, X_val, Y_val, sw_val):
+        """A ``module -> score`` closure with the validation data on the device."""
+        x = iter_row_blocks(X_val, X_val.shape[0], self.device_, self._param_dtype[0])
+        x = next(x)
+
+        def validate(module):
+            with torch.inference_mode():
+                raw = module(x).float().cpu().numpy().astype(np.float64)
+            return self._score_fitted(raw, Y_val, sw_val)
+
+        return validate
+
+    def _resolve_batch_size(self, n_samples: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is"
+                " going to be clipped", stacklevel=2
+            )
+        return int(np.clip(self.batch_size, 1, n_samples))
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        self._check_params(incremental)
+        first_pass = not hasattr(self, "module_") or (
+            not self.warm_start and not incremental
+        )
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        class_sw = self._class_sample_weight(Y)
+        if class_sw is not None:
+            sample_weight = (
+                class_sw if sample_weight is None else sample_weight * class_sw
+            )
+        rng = check_random_state(self.random_state)
+        if first_pass:
+            self.device_ = resolve_device(self.device)
+            self._param_dtype = self._dtypes(X)
+            self.n_outputs_ = Y.shape[1]
+            self.out_activation_ = _LOSSES[self._loss_name()].out_activation
+            self._initialize(X.shape[1], rng)
+        else:
+            self._prepare_continuation()
+        self._train(X, Y, sample_weight, rng, incremental)
+        return self
+
+    def _prepare_continuation(self) -> None:
+        """Move a loaded (CPU) model to its training device before training more."""
+        self.device_ = resolve_device(self.device)
+        self.module_.to(self.device_)
+
+    def _train(self, X, Y, sample_weight, rng, incremental) -> None:
+        state = self._state
+        use_validation = (
+            self.early_stopping and not incremental and self.solver != "lbfgs"
+        )
+        validate = None
+        if use_validation:
+            X, Y, sample_weight, X_val, Y_val, sw_val = self._split_validation(
+                X, Y, sample_weight, rng
+            )
+            validate = self._validator(X_val, Y_val, sw_val)
+        cfg = self._train_config(self._resolve_batch_size(X.shape[0]), incremental)
+        feed = self._make_feed(X, Y, sample_weight, cfg.batch_size)
+        state.interrupted = state.diverged = False
+        state.messages = []
+        dropout_seed = int(torch.randint(2**62, (1,), generator=state.generator))
+        devices = [self.device_] if self.device_.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device_.type):
+            # Dropout draws from the global generator: seed a private copy of it.
+            torch.manual_seed(dropout_seed)
+            if self.solver == "lbfgs":
+                train_lbfgs(self.module_, feed, cfg, state)
+            else:
+                train(self.module_, feed, cfg, state, validate=validate)
+        self._publish(state)
+        self._report(state, cfg, incremental)
+
+    def _make_feed(self, X, Y, sample_weight, batch_size):
+        loss = _LOSSES[self._loss_name()]
+        target_dtype = torch.int64 if loss.index_targets else self._param_dtype[0]
+        if loss.index_targets:
+            Y = Y.argmax(axis=1)
+        return make_feed(
+            X,
+            Y,
+            sample_weight,
+            batch_size=batch_size,
+            device=self.device_,
+            dtype=self._param_dtype[0],
+            target_dtype=target_dtype,
+        )
+
+    def _publish(self, state: TrainState) -> None:
+        """Expose the engine's results as scikit-learn's fitted attributes."""
+        self.coefs_, self.intercepts_ = get_coefs(self.module_)
+        self.n_iter_ = state.n_iter
+        self.t_ = state.t
+        self.loss_ = state.loss
+        self.loss_curve_ = state.loss_curve
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.best_loss_ = state.best_loss
+            self.validation_scores_ = state.validation_scores
+            self.best_validation_score_ = state.best_validation_score
+            self._no_improvement_count = state.no_improvement_count
+
+    def _report(self, state: TrainState, cfg: TrainConfig, incremental: bool) -> None:
+        if state.interrupted:
+            warnings.warn("Training interrupted by user.", stacklevel=2)
+        if state.diverged and not (cfg.early_stopping and state.best_params):
+            raise ValueError(
+                _DIVERGED.format(it=state.n_iter, lr=self.learning_rate_init)
+            )
+        if state.diverged:
+            warnings.warn(
+                "The loss became non-finite at iteration %d; training stopped and the"
+                " weights with the best validation score were kept. Lower"
+                " learning_rate_init or scale the inputs." % state.n_iter,
+                RuntimeWarning, stacklevel=2,
+            )
+            return
+        if state.converged or incremental or state.interrupted:
+            return
+        if self.solver == "lbfgs":
+            warnings.warn(
+                "lbfgs failed to converge after %d iteration(s) (%s). Increase the"
+                " number of iterations (max_iter) or the number of function"
+                " evaluations (max_fun), or scale the data."
+                % (state.n_iter, "; ".join(state.messages)),
+                ConvergenceWarning, stacklevel=2,
+            )
+        else:
+            warnings.warn(
+                "Stochastic Optimizer: Maximum iterations (%d) reached and the"
+                " optimization hasn't converged yet." % self.max_iter,
+                ConvergenceWarning, stacklevel=2,
+            )
+
+    # -------------------------------------------------------------- predicting
+
+    def _raw_output(self, X) -> np.ndarray:
+        """Network outputs before the output activation, in blocks of rows."""
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            dtype=(np.float64, np.float32),
+            reset=False,
+        )
+        return self._raw_output_validated(X)
+
+    def _raw_output_validated(self, X) -> np.ndarray:
+        param = next(self.module_.parameters())
+        self.module_.eval()
+        blocks = []
+        with torch.inference_mode():
+            for xb in iter_row_blocks(X, _PREDICT_ROWS, param.device, param.dtype):
+                blocks.append(self.module_(xb).cpu())
+        return torch.cat(blocks).numpy()
+
+    def _output(self, raw: np.ndarray) -> np.ndarray:
+        """Apply ``out_activation_`` to raw outputs."""
+        fn = _OUT_ACTIVATIONS[self.out_activation_]
+        return fn(torch.from_numpy(raw)).numpy()
+
+    # ------------------------------------------------------------- persistence
+
+    def __getstate__(self):
+        # Tensors travel on the CPU so a CUDA-trained model loads anywhere.
+        state = super().__getstate__()
+        module = state.get("module_")
+        if module is not None and next(module.parameters()).device.type != "cpu":
+            state["module_"] = copy.deepcopy(module).cpu()
+        if "_state" in state:
+            state["_state"] = _state_to_cpu(state["_state"])
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+def _state_to_cpu(state: TrainState) -> TrainState:
+    out = copy.copy(state)
+    out.optimizer_state = _to_cpu(state.optimizer_state)
+    out.best_params = _to_cpu(state.best_params)
+    return out
+
+
+__all__ = ["BaseLargeMLP", "as_tensor"]

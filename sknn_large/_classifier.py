@@ -1,0 +1,426 @@
+"""LargeMLPClassifier: scikit-learn's MLPClassifier on PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.metrics import accuracy_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from ._base import _STOCHASTIC_SOLVERS, BaseLargeMLP
+
+
+def _has_partial_fit(est) -> bool:
+    if est.solver not in _STOCHASTIC_SOLVERS:
+        raise AttributeError(
+            "partial_fit is only available for stochastic optimizers. "
+            f"{est.solver} is not stochastic."
+        )
+    return True
+
+
+class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
+    """Multi-layer perceptron classifier trained with PyTorch.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`:
+    the same parameters, defaults and fitted attributes, plus penalties beyond
+    L2, dropout, more activations and solvers, class weights, and training on a
+    GPU when one is available. It minimises the log-loss (softmax for several
+    exclusive classes, logistic per output for binary and multilabel targets).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The ith element is the number of neurons in the ith hidden layer.
+    activation : {'identity', 'logistic', 'tanh', 'relu', 'gelu', 'silu', \
+'leaky_relu', 'elu'}, default='relu'
+        Activation function of the hidden layers.
+    solver : {'adam', 'sgd', 'lbfgs', 'adamw', 'rmsprop'}, default='adam'
+        The weight optimiser. 'lbfgs' is full-batch L-BFGS (SciPy's L-BFGS-B);
+        'sgd' supports momentum and Nesterov momentum; 'adamw' applies the L2
+        part of the penalty as decoupled weight decay.
+    alpha : float, default=1e-4
+        Strength of the penalty. For L2 the batch loss gains
+        ``0.5 * alpha * sum(W ** 2) / n_samples`` (``n_samples`` being the
+        batch's size, or its sum of sample weights), exactly as in
+        scikit-learn; biases are not penalised.
+    batch_size : int or 'auto', default='auto'
+        Mini-batch size of the stochastic solvers; 'auto' is
+        ``min(200, n_samples)``. Ignored by 'lbfgs'.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Learning-rate schedule, used by solver='sgd' only (as in scikit-learn).
+    learning_rate_init : float, default=1e-3
+        Initial learning rate of the stochastic solvers.
+    power_t : float, default=0.5
+        Exponent of the 'invscaling' schedule.
+    max_iter : int, default=200
+        Maximum epochs (stochastic solvers) or iterations ('lbfgs').
+    shuffle : bool, default=True
+        Whether to shuffle samples every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the early-stopping
+        split. With an int, CPU results are repeatable bit for bit. The global
+        NumPy and torch random states are left untouched.
+    tol : float, default=1e-4
+        Improvement threshold for the stopping rule.
+    verbose : bool or int, default=False
+        Whether to print progress (``Iteration N, loss = ...``) to stdout.
+    warm_start : bool, default=False
+        Reuse the previous solution as initialisation on the next ``fit``.
+    momentum : float, default=0.9
+        Momentum of 'sgd' (and 'rmsprop').
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum with 'sgd' when ``momentum > 0``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified) and stop when
+        its accuracy stops improving; the best weights are kept.
+    validation_fraction : float, default=0.1
+        Share of training data held out for early stopping.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's moment decay rates ('rmsprop' uses ``beta_2``).
+    epsilon : float, default=1e-8
+        Numerical stability constant of Adam, AdamW and RMSprop.
+    n_iter_no_change : int, default=10
+        Epochs without ``tol`` improvement before stopping.
+    max_fun : int, default=15000
+        Maximum loss evaluations of 'lbfgs'.
+    penalty : {'l2', 'l1', 'elasticnet'} or None, default='l2'
+        Weight penalty. L1 adds ``alpha * sum(|W|) / n_samples``; elastic net
+        adds ``alpha * (l1_ratio * sum(|W|) + 0.5 * (1 - l1_ratio) *
+        sum(W ** 2)) / n_samples``.
+    l1_ratio : float, default=0.15
+        Elastic-net mixing (0 is pure L2, 1 pure L1).
+    dropout : float, default=0.0
+        Probability of zeroing each hidden unit after its activation, in
+        training only. Not available with 'lbfgs'.
+    device : str or torch.device, default='auto'
+        'auto' trains on CUDA when available, else on the CPU; also 'cpu',
+        'cuda', 'cuda:N' or 'mps'. Resolved when fitting.
+    precision : {'auto', 'float32', 'float64', 'bfloat16'}, default='auto'
+        Numeric precision of training. 'auto' uses the input's dtype (float32
+        or float64, as scikit-learn does); 'bfloat16' keeps float32 weights and
+        runs the forward pass under bfloat16 autocast (fast on recent GPUs,
+        changes results slightly).
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of classes, multiplied into the sample weights. 'balanced'
+        uses ``n_samples / (n_classes * np.bincount(y))``.
+
+    Attributes
+    ----------
+    classes_ : ndarray or list of ndarray of shape (n_classes,)
+        Class labels.
+    loss_ : float
+        The current loss.
+    best_loss_ : float or None
+        Minimum training loss reached (None with ``early_stopping=True``).
+    loss_curve_ : list of float
+        Loss at the end of each iteration.
+    validation_scores_ : list of float or None
+        Accuracy on the held-out set after each epoch (early stopping only).
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``.
+    t_ : int
+        Training samples seen.
+    coefs_ : list of ndarray of shape (n_fan_in, n_fan_out)
+        Weight matrices, ``coefs_[i]`` between layer ``i`` and ``i + 1``.
+    intercepts_ : list of ndarray of shape (n_fan_out,)
+        Bias vectors.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` had string column names.
+    n_iter_ : int
+        Iterations the solver ran in the last call.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of outputs.
+    out_activation_ : str
+        'softmax' (multiclass) or 'logistic' (binary, multilabel).
+    module_ : torch.nn.Module
+        The trained network.
+    device_ : torch.device
+        The device it was trained on.
+
+    See Also
+    --------
+    LargeMLPRegressor : The regressor.
+    sklearn.neural_network.MLPClassifier : The estimator this one mirrors.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sknn_large import LargeMLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = LargeMLPClassifier(hidden_layer_sizes=(16,), max_iter=300,
+    ...                          device="cpu", random_state=0).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 0, 0])
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseLargeMLP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        penalty="l2",
+        l1_ratio=0.15,
+        dropout=0.0,
+        device="auto",
+        precision="auto",
+        class_weight=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            loss="log_loss",
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            penalty=penalty,
+            l1_ratio=l1_ratio,
+            dropout=dropout,
+            device=device,
+            precision=precision,
+        )
+        self.class_weight = class_weight
+
+    # ------------------------------------------------------------- targets
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        target_type = type_of_target(y)
+        if target_type.startswith("continuous"):
+            raise ValueError(
+                f"Unknown label type: {target_type!r}. LargeMLPClassifier needs "
+                "discrete class labels; for a continuous target use "
+                "LargeMLPRegressor."
+            )
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        # bool keeps float32 inputs from being upcast by the label matrix.
+        return X, self._label_binarizer.transform(y).astype(bool)
+
+    def _class_sample_weight(self, Y):
+        if self.class_weight is None:
+            return None
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            raise ValueError("class_weight is not supported for multilabel targets.")
+        if isinstance(self.class_weight, dict):
+            unknown = set(self.class_weight) - set(self.classes_)
+            if unknown:
+                raise ValueError(
+                    f"class_weight names classes not in the data: {sorted(unknown)}."
+                )
+        index = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(int)
+        return compute_sample_weight(self.class_weight, self.classes_[index])
+
+    def _loss_name(self) -> str:
+        if self._label_binarizer.y_type_ == "multiclass":
+            return "log_loss"
+        return "binary_log_loss"
+
+    def _score_fitted(self, raw, y, sample_weight) -> float:
+        if not np.isfinite(raw).all():
+            return np.nan
+        labels = self._label_binarizer.inverse_transform(self._decision(raw))
+        truth = self._label_binarizer.inverse_transform(y)
+        return float(accuracy_score(truth, labels, sample_weight=sample_weight))
+
+    def _decision(self, raw):
+        out = self._output(raw)
+        return out.ravel() if self.n_outputs_ == 1 else out
+
+    # ------------------------------------------------------------- fitting
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix ``X`` and targets ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels, or a label indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : LargeMLPClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(_has_partial_fit)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The target labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+        classes : array-like of shape (n_classes,), default=None
+            All classes that can appear across calls. Required on the first
+            call, ignored afterwards.
+
+        Returns
+        -------
+        self : LargeMLPClassifier
+            The updated estimator.
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    # ---------------------------------------------------------- predicting
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Predicted classes (an indicator matrix for multilabel).
+        """
+        check_is_fitted(self)
+        return self._label_binarizer.inverse_transform(
+            self._decision(self._raw_output(X))
+        )
+
+    def predict_proba(self, X):
+        """Probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+            Probabilities of each class, in the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        out = self._decision(self._raw_output(X))
+        if out.ndim == 1:
+            return np.vstack([1 - out, out]).T
+        return out
+
+    def predict_log_proba(self, X):
+        """Logarithm of the probability estimates.
+
+        Computed as ``np.log(predict_proba(X))``, as scikit-learn does, so the
+        two always agree (including on ties between saturated probabilities).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+            Log-probabilities of each class, in the order of ``classes_``.
+        """
+        return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -1,0 +1,71 @@
+"""Per-sample losses on raw network outputs, with scikit-learn's MLP conventions.
+
+Each loss returns one value per sample, summed over the outputs. That sum is
+what the gradient follows in scikit-learn's MLP (its output delta is
+``prediction - target`` for every loss), so training dynamics match. The
+value *reported* in ``loss_curve_`` divides the squared error by the number of
+outputs, exactly as scikit-learn's ``squared_loss`` averages over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def _half_squared_error(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (raw - y).square().sum(dim=1)
+
+
+def _half_poisson_deviance(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # With the exp link: xlogy(y, y / exp(raw)) - y + exp(raw), stably.
+    return (torch.xlogy(y, y) - y * raw - y + torch.exp(raw)).sum(dim=1)
+
+
+def _softmax_log_loss(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # y holds class indices: cheaper and more stable than a one-hot product.
+    return F.cross_entropy(raw, y, reduction="none")
+
+
+def _logistic_log_loss(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(raw, y, reduction="none").sum(dim=1)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A per-sample loss and how its value is reported.
+
+    Attributes
+    ----------
+    per_sample : callable
+        ``(raw_outputs, targets) -> (n_samples,)`` loss values.
+    out_activation : str
+        The output activation the loss implies, as ``out_activation_``.
+    divide_by_outputs : bool
+        Whether the reported value averages (rather than sums) over outputs.
+    index_targets : bool
+        Whether targets are class indices (``int64``) instead of floats.
+    """
+
+    per_sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    out_activation: str
+    divide_by_outputs: bool = False
+    index_targets: bool = False
+
+
+_LOSSES: dict[str, Loss] = {
+    "squared_error": Loss(_half_squared_error, "identity", divide_by_outputs=True),
+    "poisson": Loss(_half_poisson_deviance, "exp"),
+    "log_loss": Loss(_softmax_log_loss, "softmax", index_targets=True),
+    "binary_log_loss": Loss(_logistic_log_loss, "logistic"),
+}
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values``, weighted by ``weight`` when given (sklearn's average)."""
+    if weight is None:
+        return values.mean()
+    return (values * weight).sum() / weight.sum()

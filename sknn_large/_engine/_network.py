@@ -1,0 +1,112 @@
+"""The network builder: one function, one registry of activations."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+# Public activation names -> module factories. `_parameter_constraints` reads its
+# option set from here, so adding an entry is all it takes to expose a new one.
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "identity": nn.Identity,
+    "logistic": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+}
+
+# Output activations applied at prediction time; training works on raw scores
+# so that losses can use their numerically stable fused forms.
+_OUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": lambda z: z,
+    "logistic": torch.sigmoid,
+    "softmax": lambda z: torch.softmax(z, dim=1),
+    "exp": torch.exp,
+}
+
+
+def build_mlp(
+    n_in: int,
+    hidden_layer_sizes: Sequence[int],
+    n_out: int,
+    *,
+    activation: str,
+    dropout: float,
+) -> nn.Sequential:
+    """Build ``Linear -> activation [-> Dropout]`` blocks followed by a linear head.
+
+    Parameters are left uninitialised here; see :func:`init_glorot_`.
+    """
+    layers: list[nn.Module] = []
+    widths = [n_in, *hidden_layer_sizes]
+    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=False):
+        layers.append(nn.Linear(fan_in, fan_out))
+        layers.append(_ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(widths[-1], n_out))
+    return nn.Sequential(*layers)
+
+
+def linear_layers(module: nn.Module) -> list[nn.Linear]:
+    """Return the network's linear layers in forward order."""
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@torch.no_grad()
+def init_glorot_(
+    module: nn.Module, activation: str, random_state: np.random.RandomState
+) -> None:
+    """Initialise weights *and* biases exactly as scikit-learn's MLP does.
+
+    Uniform on ``[-b, b]`` with ``b = sqrt(factor / (fan_in + fan_out))``,
+    ``factor = 2`` for the logistic activation and ``6`` otherwise, drawn from
+    ``random_state`` in scikit-learn's order (each layer's weights, then its
+    biases). The same ``random_state`` therefore gives the same starting
+    network as ``MLPClassifier`` / ``MLPRegressor``.
+    """
+    factor = 2.0 if activation == "logistic" else 6.0
+    for layer in linear_layers(module):
+        fan_out, fan_in = layer.weight.shape
+        bound = math.sqrt(factor / (fan_in + fan_out))
+        coef = random_state.uniform(-bound, bound, (fan_in, fan_out))
+        intercept = random_state.uniform(-bound, bound, fan_out)
+        layer.weight.copy_(torch.from_numpy(coef.T.copy()))
+        layer.bias.copy_(torch.from_numpy(intercept))
+
+
+def get_coefs(module: nn.Module) -> tuple[list, list]:
+    """Weights as numpy ``(fan_in, fan_out)`` arrays and biases, sklearn's layout."""
+    coefs, intercepts = [], []
+    for layer in linear_layers(module):
+        coefs.append(layer.weight.detach().T.cpu().numpy().copy())
+        intercepts.append(layer.bias.detach().cpu().numpy().copy())
+    return coefs, intercepts
+
+
+@torch.no_grad()
+def set_coefs(module: nn.Module, coefs: Sequence, intercepts: Sequence) -> None:
+    """Load sklearn-layout weights and biases into the network in place."""
+    layers = linear_layers(module)
+    if len(layers) != len(coefs) or len(layers) != len(intercepts):
+        raise ValueError(
+            f"Expected {len(layers)} weight matrices and bias vectors, got "
+            f"{len(coefs)} and {len(intercepts)}."
+        )
+    for layer, w, b in zip(layers, coefs, intercepts, strict=False):
+        w = torch.as_tensor(w).T
+        b = torch.as_tensor(b).reshape(-1)
+        if w.shape != layer.weight.shape or b.shape != layer.bias.shape:
+            raise ValueError(
+                f"Weight shape {tuple(w.T.shape)} does not match the layer "
+                f"({layer.in_features}, {layer.out_features})."
+            )
+        layer.weight.copy_(w)
+        layer.bias.copy_(b)

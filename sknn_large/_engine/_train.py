@@ -1,0 +1,335 @@
+"""The training loops: mini-batch epochs for stochastic solvers, and L-BFGS.
+
+``train`` -> ``_run_epoch`` -> ``_train_step`` -> ``_batch_loss``. The hot
+path does device work only: the epoch's loss is accumulated on the device and
+read once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+
+import numpy as np
+import scipy.optimize
+import torch
+from torch import nn
+
+from ._config import TrainConfig, TrainState
+from ._losses import _LOSSES, weighted_mean
+from ._network import linear_layers
+from ._optim import (
+    current_learning_rate,
+    learning_rate_after_epoch,
+    make_optimizer,
+    penalty,
+    set_learning_rate,
+)
+
+EpochHook = Callable[[nn.Module, TrainState], None]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _batch_loss(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, w, cfg: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (objective to differentiate, value to report) for one batch."""
+    loss = _LOSSES[cfg.loss]
+    with _autocast(x.device, cfg.autocast_dtype):
+        raw = module(x)
+    per_sample = loss.per_sample(raw.to(x.dtype), y)
+    data = weighted_mean(per_sample, w)
+    pen = penalty([layer.weight for layer in linear_layers(module)], cfg)
+    objective = data
+    if pen is not None:
+        objective = objective + pen / (x.shape[0] if w is None else w.sum())
+    if not loss.divide_by_outputs or raw.shape[1] == 1:
+        return objective, objective
+    report = objective - data + data / raw.shape[1]
+    return objective, report
+
+
+def _train_step(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch,
+    cfg: TrainConfig,
+) -> torch.Tensor:
+    """One optimizer step; returns the reported batch loss times its size."""
+    x, y, w = batch
+    optimizer.zero_grad(set_to_none=True)
+    objective, report = _batch_loss(module, x, y, w, cfg)
+    objective.backward()
+    optimizer.step()
+    return report.detach() * x.shape[0]
+
+
+def _run_epoch(module, optimizer, feed, cfg: TrainConfig, state: TrainState) -> float:
+    """One pass over the data; the only host synchronisation is at the end."""
+    module.train()
+    total = None
+    for batch in feed.batches(state.generator, cfg.shuffle):
+        step = _train_step(module, optimizer, batch, cfg)
+        total = step if total is None else total + step
+    return float(total) / feed.n_samples
+
+
+def _snapshot(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+@torch.no_grad()
+def restore(module: nn.Module, params: list[torch.Tensor]) -> None:
+    """Copy a snapshot back into the module's parameters."""
+    for p, saved in zip(module.parameters(), params, strict=False):
+        p.copy_(saved)
+
+
+def _update_no_improvement(
+    module: nn.Module,
+    cfg: TrainConfig,
+    state: TrainState,
+    validate: Callable[[nn.Module], float] | None,
+) -> None:
+    """scikit-learn's rule: improvement means beating the best by more than tol."""
+    if validate is not None:
+        module.eval()
+        score = float(validate(module))
+        state.validation_scores.append(score)
+        if cfg.verbose:
+            print("Validation score: %f" % score)
+        if score < state.best_validation_score + cfg.tol:
+            state.no_improvement_count += 1
+        else:
+            state.no_improvement_count = 0
+        if score > state.best_validation_score:
+            state.best_validation_score = score
+            state.best_params = _snapshot(module)
+        return
+    last = state.loss_curve[-1]
+    if last > state.best_loss - cfg.tol:
+        state.no_improvement_count += 1
+    else:
+        state.no_improvement_count = 0
+    if last < state.best_loss:
+        state.best_loss = last
+
+
+def _should_stop(optimizer, cfg: TrainConfig, state: TrainState) -> bool:
+    """Called once patience runs out: stop, or (adaptive SGD) cut the rate by 5."""
+    what = "Validation score" if cfg.early_stopping else "Training loss"
+    msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+        what,
+        cfg.tol,
+        cfg.n_iter_no_change,
+    )
+    lr = current_learning_rate(optimizer)
+    if cfg.solver != "sgd" or cfg.learning_rate != "adaptive":
+        msg += " Stopping."
+    elif lr <= 1e-6:
+        msg += " Learning rate too small. Stopping."
+    else:
+        set_learning_rate(optimizer, lr / 5.0)
+        state.no_improvement_count = 0
+        msg += " Setting learning rate to %f" % (lr / 5.0)
+        _say(cfg, state, msg)
+        return False
+    _say(cfg, state, msg)
+    return True
+
+
+def _say(cfg: TrainConfig, state: TrainState, msg: str) -> None:
+    state.messages.append(msg)
+    if cfg.verbose:
+        print(msg)
+
+
+def _prepare_optimizer(module, cfg: TrainConfig, state: TrainState):
+    optimizer = make_optimizer(module, cfg)
+    if cfg.incremental and state.optimizer_state is not None:
+        optimizer.load_state_dict(state.optimizer_state)
+    return optimizer
+
+
+def train(
+    module: nn.Module,
+    feed,
+    cfg: TrainConfig,
+    state: TrainState,
+    *,
+    validate: Callable[[nn.Module], float] | None = None,
+    on_epoch_end: EpochHook | None = None,
+) -> TrainState:
+    """Train with a stochastic solver for ``cfg.max_iter`` epochs at most.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network, already on its device.
+    feed : ResidentFeed or StreamFeed
+        The training data.
+    cfg : TrainConfig
+        The call's settings.
+    state : TrainState
+        Carried across calls; updated in place and returned.
+    validate : callable, optional
+        ``module -> score`` on held-out data (early stopping), higher is better.
+    on_epoch_end : callable, optional
+        Called after each completed epoch with ``(module, state)``.
+
+    Returns
+    -------
+    TrainState
+        The updated state. On a non-finite loss the weights of the last finite
+        epoch are restored and ``state.diverged`` is set; on Ctrl-C, the weights
+        of the last completed epoch are kept and ``state.interrupted`` is set.
+    """
+    optimizer = _prepare_optimizer(module, cfg, state)
+    state.n_iter = 0
+    state.converged = False
+    iterations = 1 if cfg.incremental else cfg.max_iter
+    last_good = _snapshot(module)
+    try:
+        for _ in range(iterations):
+            epoch_loss = _run_epoch(module, optimizer, feed, cfg, state)
+            if not math.isfinite(epoch_loss):
+                state.diverged = True
+                _record_divergence(module, cfg, state, validate, last_good)
+                break
+            state.n_iter += 1
+            state.t += feed.n_samples
+            state.loss = epoch_loss
+            state.loss_curve.append(epoch_loss)
+            if cfg.verbose:
+                print("Iteration %d, loss = %.8f" % (state.n_iter, epoch_loss))
+            _update_no_improvement(module, cfg, state, validate)
+            lr = learning_rate_after_epoch(
+                cfg, current_learning_rate(optimizer), state.t
+            )
+            set_learning_rate(optimizer, lr)
+            if on_epoch_end is not None:
+                on_epoch_end(module, state)
+            if state.no_improvement_count > cfg.n_iter_no_change:
+                if _should_stop(optimizer, cfg, state):
+                    state.converged = True
+                    break
+            last_good = _snapshot(module)
+        else:
+            state.converged = cfg.incremental
+    except KeyboardInterrupt:
+        state.interrupted = True
+        restore(module, last_good)
+    state.optimizer_state = optimizer.state_dict()
+    if cfg.early_stopping and state.best_params is not None:
+        restore(module, state.best_params)
+    return state
+
+
+def _record_divergence(module, cfg, state: TrainState, validate, last_good) -> None:
+    # Keep the epoch count and curves honest, then put finite weights back.
+    state.n_iter += 1
+    state.loss = float("nan")
+    state.loss_curve.append(float("nan"))
+    if validate is not None:
+        state.validation_scores.append(float("nan"))
+    restore(module, last_good)
+
+
+# ---------------------------------------------------------------- L-BFGS
+
+
+def _flat_params(module: nn.Module) -> list[nn.Parameter]:
+    return list(module.parameters())
+
+
+def _full_batch_loss_grad(module: nn.Module, feed, cfg: TrainConfig):
+    """Loss and gradient over the whole data set, accumulated chunk by chunk."""
+    module.zero_grad(set_to_none=False)
+    params = _flat_params(module)
+    weight_total = feed.n_samples if feed.w is None else float(feed.w.sum())
+    loss = _LOSSES[cfg.loss]
+    total = 0.0
+    for x, y, w in feed.chunks():
+        with _autocast(x.device, cfg.autocast_dtype):
+            raw = module(x)
+        per_sample = loss.per_sample(raw.to(x.dtype), y)
+        if loss.divide_by_outputs:
+            # L-BFGS needs the value and gradient of one function: the reported one.
+            per_sample = per_sample / raw.shape[1]
+        summed = per_sample.sum() if w is None else (per_sample * w).sum()
+        part = summed / weight_total
+        part.backward()
+        total += float(part)
+    pen = penalty([layer.weight for layer in linear_layers(module)], cfg)
+    if pen is not None:
+        (pen / weight_total).backward()
+        total += float(pen) / weight_total
+    grad = torch.cat([p.grad.reshape(-1) for p in params])
+    return total, grad.detach().cpu().double().numpy()
+
+
+@torch.no_grad()
+def _load_flat(module: nn.Module, theta: np.ndarray) -> None:
+    offset = 0
+    for p in _flat_params(module):
+        n = p.numel()
+        chunk = torch.from_numpy(theta[offset : offset + n]).reshape(p.shape)
+        p.copy_(chunk)
+        offset += n
+
+
+def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
+    """Full-batch L-BFGS through SciPy's L-BFGS-B, as scikit-learn's MLP does.
+
+    Gradients come from torch on the module's device; SciPy only sees the
+    flat parameter vector. ``max_iter`` bounds iterations, ``max_fun`` loss
+    evaluations and ``tol`` is the projected-gradient tolerance.
+    """
+    module.train()
+    theta0 = torch.cat([p.detach().reshape(-1) for p in _flat_params(module)])
+    theta0 = theta0.cpu().double().numpy()
+    curve: list[float] = []
+
+    def fun(theta):
+        _load_flat(module, theta)
+        return _full_batch_loss_grad(module, feed, cfg)
+
+    def callback(intermediate_result):
+        curve.append(float(intermediate_result.fun))
+        if cfg.verbose:
+            print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]))
+
+    try:
+        res = scipy.optimize.minimize(
+            fun,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            callback=callback,
+            options={"maxfun": cfg.max_fun, "maxiter": cfg.max_iter, "gtol": cfg.tol},
+        )
+        theta, value, status, message, nit = (
+            res.x,
+            res.fun,
+            res.status,
+            res.message,
+            res.nit,
+        )
+    except KeyboardInterrupt:
+        state.interrupted = True
+        theta, value, status, message, nit = theta0, float("nan"), 0, "", len(curve)
+    _load_flat(module, theta)
+    state.n_iter = min(int(nit), cfg.max_iter)
+    state.loss = float(value)
+    state.loss_curve.extend(curve)
+    state.converged = status == 0
+    if status != 0:
+        state.messages.append(str(message))
+    state.diverged = not all(torch.isfinite(p).all() for p in module.parameters())
+    return state
