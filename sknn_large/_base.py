@@ -203,9 +203,21 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
     # --------------------------------------------------------------- training
 
     def _dtypes(self, X) -> tuple[torch.dtype, torch.dtype | None]:
+        """(parameter dtype, autocast dtype) for training.
+
+        'auto' trains stochastic solvers in float32: mini-batch noise dwarfs
+        float32 rounding and float32 is several times faster. L-BFGS keeps the
+        input's dtype (float64 or float32, as scikit-learn does) because its line
+        search and gradient-tolerance stop need precise gradients.
+        """
         param_dtype, autocast = _PRECISIONS[self.precision]
         if param_dtype is None:
-            param_dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+            float32_input = X.dtype == np.float32
+            param_dtype = (
+                torch.float32
+                if float32_input or self.solver != "lbfgs"
+                else torch.float64
+            )
         return param_dtype, autocast
 
     def _initialize(self, n_features: int, rng: np.random.RandomState) -> None:
@@ -223,9 +235,10 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         # Shuffling and dropout draw from torch; seed them from the same source.
         seed = int(rng.randint(np.iinfo(np.int32).max))
         generator = torch.Generator().manual_seed(seed)
+        dropout_seed = int(rng.randint(np.iinfo(np.int32).max))
         self.module_ = module.to(device=self.device_, dtype=dtype)
         self.n_layers_ = len(sizes) + 2
-        self._state = TrainState(generator=generator)
+        self._state = TrainState(generator=generator, dropout_seed=dropout_seed)
         if self.solver in _STOCHASTIC_SOLVERS:
             if self.early_stopping:
                 self._state.validation_scores = []
@@ -298,7 +311,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         if self.batch_size > n_samples:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is"
-                " going to be clipped", stacklevel=2
+                " going to be clipped",
+                stacklevel=2,
             )
         return int(np.clip(self.batch_size, 1, n_samples))
 
@@ -319,6 +333,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         if first_pass:
             self.device_ = resolve_device(self.device)
             self._param_dtype = self._dtypes(X)
+            # Fitted arrays and predictions follow the input's dtype, as in sklearn.
+            self._output_dtype = X.dtype
             self.n_outputs_ = Y.shape[1]
             self.out_activation_ = _LOSSES[self._loss_name()].out_activation
             self._initialize(X.shape[1], rng)
@@ -347,15 +363,16 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         feed = self._make_feed(X, Y, sample_weight, cfg.batch_size)
         state.interrupted = state.diverged = False
         state.messages = []
-        dropout_seed = int(torch.randint(2**62, (1,), generator=state.generator))
         devices = [self.device_] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, device_type=self.device_.type):
-            # Dropout draws from the global generator: seed a private copy of it.
-            torch.manual_seed(dropout_seed)
+            # Dropout draws from the global generator: run it on a private stream
+            # that continues across calls, so partial_fit epochs equal fit's.
+            _set_global_rng(self.device_, state)
             if self.solver == "lbfgs":
                 train_lbfgs(self.module_, feed, cfg, state)
             else:
                 train(self.module_, feed, cfg, state, validate=validate)
+            state.dropout_rng = (self.device_.type, _global_rng(self.device_))
         self._publish(state)
         self._report(state, cfg, incremental)
 
@@ -376,7 +393,11 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
 
     def _publish(self, state: TrainState) -> None:
         """Expose the engine's results as scikit-learn's fitted attributes."""
-        self.coefs_, self.intercepts_ = get_coefs(self.module_)
+        coefs, intercepts = get_coefs(self.module_)
+        self.coefs_ = [c.astype(self._output_dtype, copy=False) for c in coefs]
+        self.intercepts_ = [
+            b.astype(self._output_dtype, copy=False) for b in intercepts
+        ]
         self.n_iter_ = state.n_iter
         self.t_ = state.t
         self.loss_ = state.loss
@@ -399,7 +420,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
                 "The loss became non-finite at iteration %d; training stopped and the"
                 " weights with the best validation score were kept. Lower"
                 " learning_rate_init or scale the inputs." % state.n_iter,
-                RuntimeWarning, stacklevel=2,
+                RuntimeWarning,
+                stacklevel=2,
             )
             return
         if state.converged or incremental or state.interrupted:
@@ -410,13 +432,15 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
                 " number of iterations (max_iter) or the number of function"
                 " evaluations (max_fun), or scale the data."
                 % (state.n_iter, "; ".join(state.messages)),
-                ConvergenceWarning, stacklevel=2,
+                ConvergenceWarning,
+                stacklevel=2,
             )
         else:
             warnings.warn(
                 "Stochastic Optimizer: Maximum iterations (%d) reached and the"
                 " optimization hasn't converged yet." % self.max_iter,
-                ConvergenceWarning, stacklevel=2,
+                ConvergenceWarning,
+                stacklevel=2,
             )
 
     # -------------------------------------------------------------- predicting
@@ -439,7 +463,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         with torch.inference_mode():
             for xb in iter_row_blocks(X, _PREDICT_ROWS, param.device, param.dtype):
                 blocks.append(self.module_(xb).cpu())
-        return torch.cat(blocks).numpy()
+        raw = torch.cat(blocks).numpy()
+        return raw.astype(self._output_dtype, copy=False)
 
     def _output(self, raw: np.ndarray) -> np.ndarray:
         """Apply ``out_activation_`` to raw outputs."""
@@ -462,6 +487,22 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _global_rng(device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    return torch.get_rng_state()
+
+
+def _set_global_rng(device: torch.device, state: TrainState) -> None:
+    saved = state.dropout_rng
+    if saved is None or saved[0] != device.type:
+        torch.manual_seed(state.dropout_seed)
+    elif device.type == "cuda":
+        torch.cuda.set_rng_state(saved[1], device)
+    else:
+        torch.set_rng_state(saved[1])
 
 
 def _to_cpu(obj):

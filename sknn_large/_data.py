@@ -37,6 +37,8 @@ def rows_to_tensor(
     if sp.issparse(block):
         block = block.toarray()
     block = np.ascontiguousarray(block)
+    if not block.flags.writeable:
+        block = block.copy()
     t = torch.from_numpy(block).to(dtype)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
@@ -47,7 +49,11 @@ def as_tensor(a: np.ndarray | None, device: torch.device, dtype: torch.dtype):
     """An in-memory array on ``device``; shares memory on CPU when it can."""
     if a is None:
         return None
-    return torch.as_tensor(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:
+        # torch cannot wrap read-only memory (e.g. a read-only memmap) safely.
+        a = a.copy()
+    return torch.as_tensor(a).to(device=device, dtype=dtype)
 
 
 def free_device_bytes(device: torch.device) -> float:

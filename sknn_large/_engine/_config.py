@@ -49,6 +49,8 @@ class TrainState:
     """
 
     generator: torch.Generator
+    dropout_seed: int = 0
+    dropout_rng: tuple[str, torch.Tensor] | None = None
     n_iter: int = 0
     t: int = 0
     loss: float | None = None

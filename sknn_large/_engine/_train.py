@@ -265,11 +265,11 @@ def _full_batch_loss_grad(module: nn.Module, feed, cfg: TrainConfig):
         summed = per_sample.sum() if w is None else (per_sample * w).sum()
         part = summed / weight_total
         part.backward()
-        total += float(part)
+        total += float(part.detach())
     pen = penalty([layer.weight for layer in linear_layers(module)], cfg)
     if pen is not None:
         (pen / weight_total).backward()
-        total += float(pen) / weight_total
+        total += float(pen.detach()) / weight_total
     grad = torch.cat([p.grad.reshape(-1) for p in params])
     return total, grad.detach().cpu().double().numpy()
 
@@ -282,6 +282,26 @@ def _load_flat(module: nn.Module, theta: np.ndarray) -> None:
         chunk = torch.from_numpy(theta[offset : offset + n]).reshape(p.shape)
         p.copy_(chunk)
         offset += n
+
+
+# Below this many multiply-adds per loss evaluation, one CPU thread is faster:
+# idle OpenMP workers spin while SciPy's L-BFGS-B runs on the main thread.
+_SMALL_WORK = 5e7
+
+
+@contextlib.contextmanager
+def _threads_for(module: nn.Module, feed):
+    n_params = sum(p.numel() for p in module.parameters())
+    device = next(module.parameters()).device
+    if device.type != "cpu" or feed.n_samples * n_params > _SMALL_WORK:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
@@ -306,21 +326,21 @@ def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
             print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]))
 
     try:
-        res = scipy.optimize.minimize(
-            fun,
-            theta0,
-            method="L-BFGS-B",
-            jac=True,
-            callback=callback,
-            options={"maxfun": cfg.max_fun, "maxiter": cfg.max_iter, "gtol": cfg.tol},
-        )
-        theta, value, status, message, nit = (
-            res.x,
-            res.fun,
-            res.status,
-            res.message,
-            res.nit,
-        )
+        with _threads_for(module, feed):
+            res = scipy.optimize.minimize(
+                fun,
+                theta0,
+                method="L-BFGS-B",
+                jac=True,
+                callback=callback,
+                options={
+                    "maxfun": cfg.max_fun,
+                    "maxiter": cfg.max_iter,
+                    "gtol": cfg.tol,
+                },
+            )
+        theta, value, status, message = res.x, res.fun, res.status, res.message
+        nit = res.nit
     except KeyboardInterrupt:
         state.interrupted = True
         theta, value, status, message, nit = theta0, float("nan"), 0, "", len(curve)

@@ -1,0 +1,36 @@
+"""scikit-learn's estimator checks, for both estimators and several solvers."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sknn_large import LargeMLPClassifier, LargeMLPRegressor
+
+# The one place expected failures are declared, each with its reason. They are
+# the ones scikit-learn itself declares for its MLP estimators.
+_STOCHASTIC_SW = (
+    "Stochastic solvers do not make sample_weight equivalent to repeating or "
+    "removing samples (mini-batches differ); scikit-learn excuses its MLP alike."
+)
+
+
+def _expected_failed_checks(estimator):
+    if estimator.solver == "lbfgs":
+        return {}
+    return {
+        "check_sample_weight_equivalence_on_dense_data": _STOCHASTIC_SW,
+        "check_sample_weight_equivalence_on_sparse_data": _STOCHASTIC_SW,
+    }
+
+
+ESTIMATORS = [
+    LargeMLPClassifier(random_state=0),
+    LargeMLPRegressor(random_state=0),
+    LargeMLPClassifier(solver="lbfgs", random_state=0),
+    LargeMLPRegressor(solver="lbfgs", random_state=0),
+    LargeMLPClassifier(solver="sgd", penalty="elasticnet", dropout=0.1, random_state=0),
+]
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    # Protects the drop-in promise: sklearn's own API contract, incl. param validation.
+    check(estimator)
