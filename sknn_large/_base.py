@@ -224,19 +224,24 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         """Build and initialise a fresh network and the training state."""
         dtype, _ = self._param_dtype
         sizes = _hidden_sizes(self.hidden_layer_sizes)
-        module = build_mlp(
-            n_features,
-            sizes,
-            self.n_outputs_,
-            activation=self.activation,
-            dropout=self.dropout,
-        )
+        # Built on the meta device: torch's own default initialisation would
+        # draw from (and advance) the caller's global RNG, and be overwritten.
+        with torch.device("meta"):
+            module = build_mlp(
+                n_features,
+                sizes,
+                self.n_outputs_,
+                activation=self.activation,
+                dropout=self.dropout,
+            )
+        # Allocate in the final dtype so float64 draws are not rounded to float32.
+        module = module.to_empty(device=self.device_).to(dtype)
         init_glorot_(module, self.activation, rng)
         # Shuffling and dropout draw from torch; seed them from the same source.
         seed = int(rng.randint(np.iinfo(np.int32).max))
         generator = torch.Generator().manual_seed(seed)
         dropout_seed = int(rng.randint(np.iinfo(np.int32).max))
-        self.module_ = module.to(device=self.device_, dtype=dtype)
+        self.module_ = module
         self.n_layers_ = len(sizes) + 2
         self._state = TrainState(generator=generator, dropout_seed=dropout_seed)
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -329,7 +334,7 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             sample_weight = (
                 class_sw if sample_weight is None else sample_weight * class_sw
             )
-        rng = check_random_state(self.random_state)
+        rng = self._random_generator()
         if first_pass:
             self.device_ = resolve_device(self.device)
             self._param_dtype = self._dtypes(X)
@@ -342,6 +347,16 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             self._prepare_continuation()
         self._train(X, Y, sample_weight, rng, incremental)
         return self
+
+    def _random_generator(self) -> np.random.RandomState:
+        """``random_state`` as a RandomState; None draws fresh OS entropy.
+
+        Unlike ``check_random_state(None)``, None never touches NumPy's global
+        generator, so fitting leaves the caller's random state as it was.
+        """
+        if self.random_state is None:
+            return np.random.RandomState(np.random.SeedSequence().generate_state(1))
+        return check_random_state(self.random_state)
 
     def _prepare_continuation(self) -> None:
         """Move a loaded (CPU) model to its training device before training more."""

@@ -309,6 +309,11 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
 
     def _decision(self, raw):
         out = self._output(raw)
+        if self.out_activation_ == "logistic":
+            # A saturated sigmoid rounds to exactly 0 or 1; keep probabilities
+            # strictly inside (0, 1) so their logs stay finite.
+            eps = np.finfo(out.dtype).eps
+            out = np.clip(out, eps, 1 - eps)
         return out.ravel() if self.n_outputs_ == 1 else out
 
     # ------------------------------------------------------------- fitting

@@ -1,0 +1,333 @@
+"""Training behaviour: penalties, dropout, solvers, activations, reproducibility."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import expit
+
+from sknn_large import LargeMLPClassifier, LargeMLPRegressor
+from sknn_large._engine import _ACTIVATIONS, _SOLVERS
+
+ALL_SOLVERS = sorted(_SOLVERS) + ["lbfgs"]
+
+
+def _binary_log_loss(clf, X, y):
+    # Data term of the objective, recomputed from the public coefs_/intercepts_.
+    a = X
+    for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True)):
+        a = a @ w + b
+        if i < len(clf.coefs_) - 1:
+            a = np.tanh(a)
+    p = expit(a.ravel())
+    t = (y == clf.classes_[1]).astype(float)
+    return -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
+
+
+@pytest.mark.parametrize(
+    "penalty, expected",
+    [
+        ("l2", lambda W, a, r: 0.5 * a * sum((w**2).sum() for w in W)),
+        ("l1", lambda W, a, r: a * sum(np.abs(w).sum() for w in W)),
+        (
+            "elasticnet",
+            lambda W, a, r: (
+                a * sum(r * np.abs(w).sum() + 0.5 * (1 - r) * (w**2).sum() for w in W)
+            ),
+        ),
+        (None, lambda W, a, r: 0.0),
+    ],
+)
+def test_penalty_formula(penalty, expected, digits_binary):
+    # loss_ is the data loss plus the documented penalty divided by n_samples.
+    X, y = digits_binary
+    alpha, l1_ratio = 0.5, 0.3
+    clf = LargeMLPClassifier(
+        hidden_layer_sizes=(5,),
+        activation="tanh",
+        solver="lbfgs",
+        alpha=alpha,
+        penalty=penalty,
+        l1_ratio=l1_ratio,
+        max_iter=20,
+        random_state=0,
+    ).fit(X, y)
+    want = _binary_log_loss(clf, X, y) + expected(clf.coefs_, alpha, l1_ratio) / len(X)
+    assert clf.loss_ == pytest.approx(want, rel=1e-6)
+
+
+def test_l1_gives_sparser_weights_than_l2(digits_binary):
+    # L1 drives many weights to (near) zero where L2 only shrinks them.
+    X, y = digits_binary
+    kw = dict(hidden_layer_sizes=(10,), alpha=2.0, max_iter=300, random_state=0)
+    l1 = LargeMLPClassifier(penalty="l1", **kw).fit(X, y)
+    l2 = LargeMLPClassifier(penalty="l2", **kw).fit(X, y)
+    small = lambda est: np.mean(np.abs(est.coefs_[0]) < 1e-3)
+    assert small(l1) > small(l2) + 0.2
+
+
+def test_biases_are_not_penalised(iris):
+    # A huge L2 penalty flattens the weights but leaves the biases free.
+    X, y = iris
+    clf = LargeMLPClassifier(
+        hidden_layer_sizes=(4,), solver="lbfgs", alpha=1e4, random_state=0
+    ).fit(X, y)
+    assert max(np.abs(w).max() for w in clf.coefs_) < 1e-3
+    assert np.abs(clf.intercepts_[-1]).max() > 1e-3
+
+
+def test_dropout_in_training_only(iris):
+    # Dropout layers follow each hidden activation, change training, and are off
+    # at prediction time (predictions are deterministic).
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(32, 16), max_iter=20, random_state=0)
+    plain = LargeMLPClassifier(**kw).fit(X, y)
+    drop = LargeMLPClassifier(dropout=0.5, **kw).fit(X, y)
+    layers = [m for m in drop.module_ if isinstance(m, torch.nn.Dropout)]
+    assert len(layers) == 2 and all(m.p == 0.5 for m in layers)
+    assert not np.allclose(plain.coefs_[0], drop.coefs_[0])
+    np.testing.assert_array_equal(drop.predict_proba(X), drop.predict_proba(X))
+
+
+def test_dropout_rejected_with_lbfgs(iris):
+    # L-BFGS needs a deterministic objective; the error says what to use instead.
+    X, y = iris
+    with pytest.raises(ValueError, match="dropout > 0 is not supported"):
+        LargeMLPClassifier(solver="lbfgs", dropout=0.1).fit(X, y)
+
+
+@pytest.mark.parametrize("solver", ALL_SOLVERS)
+def test_every_solver_learns(solver, iris):
+    # Each optimizer trains a small network to a good accuracy on iris.
+    X, y = iris
+    lr = 0.05 if solver in ("sgd", "rmsprop") else 0.01
+    clf = LargeMLPClassifier(
+        hidden_layer_sizes=(16,),
+        solver=solver,
+        learning_rate_init=lr,
+        max_iter=200,
+        random_state=0,
+    ).fit(X, y)
+    assert clf.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("activation", sorted(_ACTIVATIONS))
+@pytest.mark.parametrize("Est", [LargeMLPClassifier, LargeMLPRegressor])
+def test_every_activation_trains(activation, Est, iris):
+    # Every hidden activation builds, trains and improves the loss.
+    X, y = iris
+    est = Est(
+        hidden_layer_sizes=(8,),
+        activation=activation,
+        max_iter=30,
+        learning_rate_init=0.01,
+        random_state=0,
+    ).fit(X, y)
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+    assert isinstance(est.module_[1], type(_ACTIVATIONS[activation]()))
+
+
+def test_sgd_nesterov_and_momentum_differ(iris):
+    # momentum and nesterovs_momentum reach the optimizer (results differ).
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(8,), solver="sgd", max_iter=10, random_state=0)
+    runs = [
+        LargeMLPClassifier(momentum=m, nesterovs_momentum=n, **kw).fit(X, y).coefs_[0]
+        for m, n in [(0.0, False), (0.9, False), (0.9, True)]
+    ]
+    assert not np.allclose(runs[0], runs[1])
+    assert not np.allclose(runs[1], runs[2])
+
+
+def test_reproducible_bit_for_bit(iris):
+    # The same int random_state gives identical weights, dropout included.
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(16,), dropout=0.2, max_iter=15, random_state=7)
+    a = LargeMLPClassifier(**kw).fit(X, y)
+    b = LargeMLPClassifier(**kw).fit(X, y)
+    for wa, wb in zip(a.coefs_, b.coefs_, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert a.loss_curve_ == b.loss_curve_
+
+
+def test_global_rng_untouched(iris):
+    # fit neither reads nor advances the caller's global torch / numpy RNG.
+    X, y = iris
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002 - the global state is what we check
+    torch_before, np_before = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002
+    LargeMLPClassifier(hidden_layer_sizes=(8,), dropout=0.3, max_iter=3).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), torch_before)
+    assert np.array_equal(np.random.get_state()[1], np_before[1])  # noqa: NPY002
+
+
+def test_partial_fit_equals_fit(iris):
+    # N partial_fit calls reproduce fit(max_iter=N) exactly, dropout included.
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(8,), dropout=0.2, batch_size=32, random_state=0)
+    full = LargeMLPClassifier(max_iter=6, **kw).fit(X, y)
+    inc = LargeMLPClassifier(**kw)
+    for _ in range(6):
+        inc.partial_fit(X, y, classes=np.unique(y))
+    np.testing.assert_array_equal(full.coefs_[0], inc.coefs_[0])
+
+
+def test_class_weight_balanced_raises_minority_recall(rng):
+    # 'balanced' weights help the minority class, as in sklearn's linear models.
+    X = rng.randn(400, 2)
+    y = (X[:, 0] + 0.5 * rng.randn(400) > 1.3).astype(int)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=100, random_state=0)
+    plain = LargeMLPClassifier(**kw).fit(X, y)
+    balanced = LargeMLPClassifier(class_weight="balanced", **kw).fit(X, y)
+    recall = lambda est: np.mean(est.predict(X)[y == 1] == 1)
+    assert recall(balanced) > recall(plain)
+
+
+def test_class_weight_dict_equals_sample_weight(iris):
+    # A class_weight dict is the same as the matching per-sample weights.
+    X, y = iris
+    weights = {0: 1.0, 1: 3.0, 2: 0.5}
+    kw = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    a = LargeMLPClassifier(class_weight=weights, **kw).fit(X, y)
+    b = LargeMLPClassifier(**kw).fit(X, y, sample_weight=np.vectorize(weights.get)(y))
+    np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-6)
+
+
+def test_class_weight_unknown_class(iris):
+    # A class_weight naming a class absent from y is an error, not silently ignored.
+    X, y = iris
+    with pytest.raises(ValueError, match="not in the data"):
+        LargeMLPClassifier(class_weight={5: 2.0}, max_iter=2).fit(X, y)
+
+
+def test_early_stopping_keeps_best_weights(iris):
+    # Early stopping scores held-out data each epoch and restores the best epoch.
+    X, y = iris
+    clf = LargeMLPClassifier(
+        hidden_layer_sizes=(16,),
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=3,
+        max_iter=300,
+        random_state=0,
+    ).fit(X, y)
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None
+
+
+def test_verbose_prints_iterations(iris, capsys):
+    # verbose prints sklearn's per-iteration lines with the loss.
+    X, y = iris
+    LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=True).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.count("Iteration") == 3 and "loss = " in out
+
+
+def test_quiet_by_default(iris, capsys):
+    # verbose=False prints nothing.
+    X, y = iris
+    LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=3).fit(X, y)
+    assert capsys.readouterr().out == ""
+
+
+def test_keyboard_interrupt_keeps_usable_model(iris, monkeypatch):
+    # Ctrl-C during fit warns, keeps the last completed epoch and leaves a fitted model.
+    from sknn_large._engine import _train
+
+    X, y = iris
+    calls = {"n": 0}
+    real = _train._run_epoch
+
+    def interrupted(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(_train, "_run_epoch", interrupted)
+    clf = LargeMLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    assert np.all(np.isfinite(clf.coefs_[0]))
+    assert clf.predict(X).shape == y.shape
+
+
+def test_nonfinite_loss_raises_and_keeps_finite_weights(rng):
+    # A diverging run stops, restores the last finite weights and names the causes.
+    X = rng.randn(50, 3) * 1e30
+    y = rng.randn(50)
+    reg = LargeMLPRegressor(hidden_layer_sizes=(4,), max_iter=20, random_state=0)
+    with pytest.raises(ValueError, match="learning rate"):
+        reg.fit(X, y)
+    assert all(np.isfinite(w).all() for w in reg.coefs_)
+
+
+def test_nonfinite_loss_with_early_stopping_warns(iris):
+    # With early stopping a diverged run keeps its best finite weights and warns.
+    X, y = iris
+    reg = LargeMLPRegressor(
+        activation="identity",
+        solver="sgd",
+        learning_rate_init=1.0,
+        early_stopping=True,
+        max_iter=50,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(RuntimeWarning, match="non-finite"):
+            reg.fit(X * 100, y)
+
+
+def test_warm_start_continues(iris):
+    # warm_start reuses the weights: a second fit starts from the first's loss.
+    X, y = iris
+    clf = LargeMLPClassifier(
+        hidden_layer_sizes=(8,), warm_start=True, max_iter=5, random_state=0
+    )
+    clf.fit(X, y)
+    first = clf.loss_curve_[-1]
+    clf.fit(X, y)
+    assert len(clf.loss_curve_) == 10
+    assert clf.loss_curve_[5] < first * 1.05
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64", "bfloat16"])
+def test_precision_options(precision, iris):
+    # Each precision trains; float64 trains float64 weights, others float32.
+    X, y = iris
+    clf = LargeMLPClassifier(
+        hidden_layer_sizes=(16,),
+        precision=precision,
+        learning_rate_init=0.01,
+        max_iter=100,
+        random_state=0,
+    ).fit(X, y)
+    want = torch.float64 if precision == "float64" else torch.float32
+    assert next(clf.module_.parameters()).dtype == want
+    assert clf.coefs_[0].dtype == np.float64  # follows the input, as in sklearn
+    assert clf.score(X, y) > 0.85
+
+
+def test_auto_precision_agrees_with_float64(iris):
+    # The float32 default ends close to a float64 run from the same start.
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    a = LargeMLPClassifier(**kw).fit(X, y)
+    b = LargeMLPClassifier(precision="float64", **kw).fit(X, y)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-4)
+
+
+def test_poisson_regression_predicts_positive(rng):
+    # The Poisson loss uses an exp link: predictions are positive rates.
+    X = rng.rand(200, 2)
+    y = rng.poisson(np.exp(1 + X[:, 0]))
+    reg = LargeMLPRegressor(loss="poisson", hidden_layer_sizes=(8,), random_state=0)
+    reg.fit(X, y)
+    assert reg.out_activation_ == "exp"
+    assert np.all(reg.predict(X) > 0)
+    with pytest.raises(ValueError, match="negative"):
+        reg.fit(X, -y - 1)
