@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import gc
+import os
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +22,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from . import _checkpoint
 from ._data import as_tensor, iter_row_blocks, make_feed
 from ._device import check_device_spec, resolve_device
 from ._engine import (
@@ -101,6 +105,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "device": [str, torch.device],
         "precision": [StrOptions(set(_PRECISIONS))],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
     }
 
     @abstractmethod
@@ -135,6 +141,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         dropout,
         device,
         precision,
+        checkpoint,
+        checkpoint_every,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -165,6 +173,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         self.dropout = dropout
         self.device = device
         self.precision = precision
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------ subclass hooks
 
@@ -196,6 +206,11 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             raise ValueError(
                 "dropout > 0 is not supported with solver='lbfgs': L-BFGS needs a "
                 "deterministic objective. Use a stochastic solver such as 'adam'."
+            )
+        if self.checkpoint and self.solver == "lbfgs":
+            raise ValueError(
+                "checkpoint is only supported by the stochastic solvers; "
+                "solver='lbfgs' optimises in one SciPy call."
             )
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -252,7 +267,9 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             else:
                 self._state.best_loss = np.inf
 
-    def _train_config(self, batch_size: int, incremental: bool) -> TrainConfig:
+    def _train_config(
+        self, batch_size: int, incremental: bool, resume: bool = False
+    ) -> TrainConfig:
         return TrainConfig(
             solver=self.solver,
             loss=self._loss_name(),
@@ -276,6 +293,7 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             max_fun=self.max_fun,
             verbose=int(self.verbose),
             incremental=incremental,
+            resume=resume,
             autocast_dtype=self._param_dtype[1],
         )
 
@@ -335,6 +353,12 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
                 class_sw if sample_weight is None else sample_weight * class_sw
             )
         rng = self._random_generator()
+        resume = self._checkpoint_to_resume(X, incremental)
+        if resume is not None:
+            # Replaying the fit's starting random state rebuilds the same
+            # initial network and early-stopping split as the interrupted run.
+            rng = _checkpoint.rng_from_payload(resume["rng_start"])
+        rng_start = _checkpoint.rng_to_payload(rng) if self.checkpoint else None
         if first_pass:
             self.device_ = resolve_device(self.device)
             self._param_dtype = self._dtypes(X)
@@ -345,8 +369,49 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             self._initialize(X.shape[1], rng)
         else:
             self._prepare_continuation()
-        self._train(X, Y, sample_weight, rng, incremental)
+        if resume is not None:
+            _checkpoint.restore_state(resume, self.module_, self._state)
+        hook = None
+        if self.checkpoint and not incremental:
+            hook = self._checkpoint_hook(self._fingerprint(X), rng_start)
+        self._train(X, Y, sample_weight, rng, incremental, resume is not None, hook)
+        if hook is not None and not self._state.interrupted:
+            # Training finished: the next fit starts afresh.
+            Path(self.checkpoint).unlink(missing_ok=True)
         return self
+
+    def _fingerprint(self, X) -> str:
+        """What must match for a checkpoint to resume this fit."""
+        free = {"verbose", "max_iter", "checkpoint", "checkpoint_every", "warm_start"}
+        params = {k: v for k, v in self.get_params().items() if k not in free}
+        classes = getattr(self, "classes_", None)
+        classes = None if classes is None else np.asarray(classes).tolist()
+        return repr((sorted(params.items(), key=str), X.shape, classes))
+
+    def _checkpoint_to_resume(self, X, incremental: bool) -> dict | None:
+        if not self.checkpoint or incremental or not Path(self.checkpoint).exists():
+            return None
+        payload = _checkpoint.read(self.checkpoint)
+        if payload["fingerprint"] != self._fingerprint(X):
+            raise ValueError(
+                f"The checkpoint {os.fspath(self.checkpoint)!r} was written by a fit "
+                "with other parameters or data; delete it or choose another path."
+            )
+        return payload
+
+    def _checkpoint_hook(self, fingerprint: str, rng_start: dict):
+        def hook(module, state):
+            if state.n_iter % self.checkpoint_every == 0:
+                payload = _checkpoint.make_payload(
+                    module,
+                    state,
+                    fingerprint=fingerprint,
+                    rng_start=rng_start,
+                    global_rng=(self.device_.type, _global_rng(self.device_)),
+                )
+                _checkpoint.write_atomic(self.checkpoint, payload)
+
+        return hook
 
     def _random_generator(self) -> np.random.RandomState:
         """``random_state`` as a RandomState; None draws fresh OS entropy.
@@ -363,7 +428,9 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         self.device_ = resolve_device(self.device)
         self.module_.to(self.device_)
 
-    def _train(self, X, Y, sample_weight, rng, incremental) -> None:
+    def _train(
+        self, X, Y, sample_weight, rng, incremental, resume=False, on_epoch_end=None
+    ) -> None:
         state = self._state
         use_validation = (
             self.early_stopping and not incremental and self.solver != "lbfgs"
@@ -374,10 +441,31 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
                 X, Y, sample_weight, rng
             )
             validate = self._validator(X_val, Y_val, sw_val)
-        cfg = self._train_config(self._resolve_batch_size(X.shape[0]), incremental)
+        cfg = self._train_config(
+            self._resolve_batch_size(X.shape[0]), incremental, resume
+        )
         feed = self._make_feed(X, Y, sample_weight, cfg.batch_size)
         state.interrupted = state.diverged = False
         state.messages = []
+        try:
+            self._run_engine(feed, cfg, validate, on_epoch_end)
+        except torch.cuda.OutOfMemoryError as exc:
+            del feed, validate
+            gc.collect()
+            if self.device_.type == "cuda":
+                torch.cuda.empty_cache()
+            raise MemoryError(
+                f"Out of memory on {self.device_} while training with "
+                f"batch_size={cfg.batch_size} and hidden_layer_sizes="
+                f"{self.hidden_layer_sizes}. The training data and activations were "
+                "released. Try a smaller batch_size or network, precision="
+                "'bfloat16', or device='cpu'."
+            ) from exc
+        self._publish(state)
+        self._report(state, cfg, incremental)
+
+    def _run_engine(self, feed, cfg, validate, on_epoch_end) -> None:
+        state = self._state
         devices = [self.device_] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, device_type=self.device_.type):
             # Dropout draws from the global generator: run it on a private stream
@@ -386,10 +474,15 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             if self.solver == "lbfgs":
                 train_lbfgs(self.module_, feed, cfg, state)
             else:
-                train(self.module_, feed, cfg, state, validate=validate)
+                train(
+                    self.module_,
+                    feed,
+                    cfg,
+                    state,
+                    validate=validate,
+                    on_epoch_end=on_epoch_end,
+                )
             state.dropout_rng = (self.device_.type, _global_rng(self.device_))
-        self._publish(state)
-        self._report(state, cfg, incremental)
 
     def _make_feed(self, X, Y, sample_weight, batch_size):
         loss = _LOSSES[self._loss_name()]

@@ -110,6 +110,16 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
         or float64, as scikit-learn does); 'bfloat16' keeps float32 weights and
         runs the forward pass under bfloat16 autocast (fast on recent GPUs,
         changes results slightly).
+    checkpoint : str, path-like or None, default=None
+        File to checkpoint training to (stochastic solvers). Every
+        ``checkpoint_every`` epochs the complete training state is written
+        atomically. If the file exists when ``fit`` starts and was written by a
+        fit with the same parameters and data shape, training resumes from it
+        and ends with exactly the weights an uninterrupted run would have (on
+        the CPU); otherwise ``fit`` raises. The file is deleted once training
+        finishes; it is kept when training is interrupted.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
     class_weight : dict, 'balanced' or None, default=None
         Weights of classes, multiplied into the sample weights. 'balanced'
         uses ``n_samples / (n_classes * np.bincount(y))``.
@@ -205,6 +215,8 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
         dropout=0.0,
         device="auto",
         precision="auto",
+        checkpoint=None,
+        checkpoint_every=1,
         class_weight=None,
     ):
         super().__init__(
@@ -237,6 +249,8 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
             dropout=dropout,
             device=device,
             precision=precision,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
         )
         self.class_weight = class_weight
 

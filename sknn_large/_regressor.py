@@ -98,6 +98,16 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         or float64, as scikit-learn does); 'bfloat16' keeps float32 weights and
         runs the forward pass under bfloat16 autocast (fast on recent GPUs,
         changes results slightly).
+    checkpoint : str, path-like or None, default=None
+        File to checkpoint training to (stochastic solvers). Every
+        ``checkpoint_every`` epochs the complete training state is written
+        atomically. If the file exists when ``fit`` starts and was written by a
+        fit with the same parameters and data shape, training resumes from it
+        and ends with exactly the weights an uninterrupted run would have (on
+        the CPU); otherwise ``fit`` raises. The file is deleted once training
+        finishes; it is kept when training is interrupted.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
 
     Attributes
     ----------
@@ -192,6 +202,8 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         dropout=0.0,
         device="auto",
         precision="auto",
+        checkpoint=None,
+        checkpoint_every=1,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -223,6 +235,8 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
             dropout=dropout,
             device=device,
             precision=precision,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
         )
 
     def _validate_input(self, X, y, incremental, reset):

@@ -121,3 +121,16 @@ def test_predict_before_fit(Est, iris):
 
     with pytest.raises(NotFittedError):
         Est().predict(iris[0])
+
+
+def test_out_of_memory_names_batch_size_and_device(iris, monkeypatch):
+    # Running out of (GPU) memory gives a MemoryError naming batch size and device.
+    from sknn_large._engine import _train
+
+    def oom(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    monkeypatch.setattr(_train, "_run_epoch", oom)
+    X, y = iris
+    with pytest.raises(MemoryError, match=r"batch_size=32.*cpu|cpu.*batch_size=32"):
+        LargeMLPClassifier(batch_size=32, device="cpu").fit(X, y)

@@ -37,6 +37,7 @@ class TrainConfig:
     max_fun: int = 15000
     verbose: int = 0
     incremental: bool = False
+    resume: bool = False
     autocast_dtype: torch.dtype | None = None
 
 

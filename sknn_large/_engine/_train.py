@@ -152,7 +152,7 @@ def _say(cfg: TrainConfig, state: TrainState, msg: str) -> None:
 
 def _prepare_optimizer(module, cfg: TrainConfig, state: TrainState):
     optimizer = make_optimizer(module, cfg)
-    if cfg.incremental and state.optimizer_state is not None:
+    if (cfg.incremental or cfg.resume) and state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
     return optimizer
 
@@ -181,7 +181,8 @@ def train(
     validate : callable, optional
         ``module -> score`` on held-out data (early stopping), higher is better.
     on_epoch_end : callable, optional
-        Called after each completed epoch with ``(module, state)``.
+        Called after each completed epoch that does not end training, with
+        ``(module, state)``; ``state.optimizer_state`` is current then.
 
     Returns
     -------
@@ -191,12 +192,13 @@ def train(
         of the last completed epoch are kept and ``state.interrupted`` is set.
     """
     optimizer = _prepare_optimizer(module, cfg, state)
-    state.n_iter = 0
+    if not cfg.resume:
+        state.n_iter = 0
     state.converged = False
     iterations = 1 if cfg.incremental else cfg.max_iter
     last_good = _snapshot(module)
     try:
-        for _ in range(iterations):
+        for _ in range(state.n_iter, iterations):
             epoch_loss = _run_epoch(module, optimizer, feed, cfg, state)
             if not math.isfinite(epoch_loss):
                 state.diverged = True
@@ -213,13 +215,16 @@ def train(
                 cfg, current_learning_rate(optimizer), state.t
             )
             set_learning_rate(optimizer, lr)
-            if on_epoch_end is not None:
-                on_epoch_end(module, state)
             if state.no_improvement_count > cfg.n_iter_no_change:
                 if _should_stop(optimizer, cfg, state):
                     state.converged = True
                     break
             last_good = _snapshot(module)
+            if on_epoch_end is not None:
+                # Everything the next epoch depends on is settled here, so a
+                # checkpoint taken now resumes exactly.
+                state.optimizer_state = optimizer.state_dict()
+                on_epoch_end(module, state)
         else:
             state.converged = cfg.incremental
     except KeyboardInterrupt:
