@@ -22,7 +22,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _checkpoint
+from . import _checkpoint, _progress
 from ._data import as_tensor, iter_row_blocks, make_feed
 from ._device import check_device_spec, resolve_device
 from ._engine import (
@@ -39,6 +39,14 @@ from ._engine import (
     train_lbfgs,
 )
 from ._engine._network import _OUT_ACTIVATIONS
+
+try:  # scikit-learn >= 1.9: its callback API (set_callbacks, ProgressBar, ...)
+    from sklearn.callback import CallbackSupportMixin
+except ImportError:  # older scikit-learn has none; estimators work without it
+
+    class CallbackSupportMixin:  # noqa: D101 - empty stand-in
+        pass
+
 
 _STOCHASTIC_SOLVERS = frozenset(_SOLVERS)
 _PENALTIES = ("l1", "l2", "elasticnet")
@@ -59,7 +67,7 @@ def _hidden_sizes(hidden_layer_sizes) -> list[int]:
     return list(hidden_layer_sizes)
 
 
-class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
+class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
     """Shared machinery of :class:`LargeMLPClassifier` and :class:`LargeMLPRegressor`.
 
     Not for direct use: it holds parameter validation, the translation of
@@ -291,7 +299,8 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             n_iter_no_change=self.n_iter_no_change,
             early_stopping=self.early_stopping and not incremental,
             max_fun=self.max_fun,
-            verbose=int(self.verbose),
+            # The live bar replaces the per-iteration lines.
+            verbose=0 if self._progress_bar(incremental) else int(self.verbose),
             incremental=incremental,
             resume=resume,
             autocast_dtype=self._param_dtype[1],
@@ -371,14 +380,82 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
             self._prepare_continuation()
         if resume is not None:
             _checkpoint.restore_state(resume, self.module_, self._state)
-        hook = None
+        ctx = self._begin_callbacks(X, y, incremental)
+        end_hooks = []
         if self.checkpoint and not incremental:
-            hook = self._checkpoint_hook(self._fingerprint(X), rng_start)
-        self._train(X, Y, sample_weight, rng, incremental, resume is not None, hook)
-        if hook is not None and not self._state.interrupted:
+            end_hooks.append(self._checkpoint_hook(self._fingerprint(X), rng_start))
+        begin = None
+        if ctx is not None:
+            begin, end = self._callback_hooks(ctx)
+            end_hooks.append(end)
+        bar = self._progress_bar(incremental)
+        if bar is not None:
+            end_hooks.append(bar)
+        try:
+            self._train(
+                X,
+                Y,
+                sample_weight,
+                rng,
+                incremental,
+                resume is not None,
+                begin,
+                end_hooks,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.checkpoint and not incremental and not self._state.interrupted:
             # Training finished: the next fit starts afresh.
             Path(self.checkpoint).unlink(missing_ok=True)
+        if ctx is not None:
+            ctx.call_on_fit_task_end(
+                estimator=self, X=X, y=y, reconstruction_attributes={}
+            )
         return self
+
+    def _progress_bar(self, incremental: bool):
+        """A live bar for verbose=1 in a terminal or notebook; else None.
+
+        Elsewhere (logs, CI, captured output) verbose=1 prints scikit-learn's
+        per-iteration lines, and verbose>=2 always does.
+        """
+        if (
+            self.verbose != 1
+            or incremental
+            or self.solver not in _STOCHASTIC_SOLVERS
+            or not _progress.interactive()
+        ):
+            return None
+        return _progress.EpochProgress(self.max_iter)
+
+    def _begin_callbacks(self, X, y, incremental: bool):
+        """Open scikit-learn's callback context (scikit-learn >= 1.9 only)."""
+        if not hasattr(self, "_init_callback_context"):
+            return None
+        epochs = 0
+        if self.solver in _STOCHASTIC_SOLVERS:
+            epochs = 1 if incremental else self.max_iter
+        ctx = self._init_callback_context(max_subtasks=epochs)
+        ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
+        return ctx
+
+    def _callback_hooks(self, ctx):
+        """Epoch hooks that report each epoch as a callback subtask."""
+        current = {}
+
+        def begin(module, state):
+            current["epoch"] = ctx.subcontext(task_name="epoch")
+            current["epoch"].call_on_fit_task_begin(estimator=self)
+
+        def end(module, state):
+            return current.pop("epoch").call_on_fit_task_end(
+                estimator=self,
+                metadata={"loss": state.loss},
+                reconstruction_attributes=lambda: {"module_": copy.deepcopy(module)},
+            )
+
+        return begin, end
 
     def _fingerprint(self, X) -> str:
         """What must match for a checkpoint to resume this fit."""
@@ -429,7 +506,15 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         self.module_.to(self.device_)
 
     def _train(
-        self, X, Y, sample_weight, rng, incremental, resume=False, on_epoch_end=None
+        self,
+        X,
+        Y,
+        sample_weight,
+        rng,
+        incremental,
+        resume=False,
+        on_epoch_begin=None,
+        end_hooks=(),
     ) -> None:
         state = self._state
         use_validation = (
@@ -447,8 +532,14 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         feed = self._make_feed(X, Y, sample_weight, cfg.batch_size)
         state.interrupted = state.diverged = False
         state.messages = []
+        on_epoch_end = None
+        if end_hooks:
+            # Every hook runs each epoch; any of them may ask to stop.
+            def on_epoch_end(module, state):
+                return any([hook(module, state) for hook in end_hooks])
+
         try:
-            self._run_engine(feed, cfg, validate, on_epoch_end)
+            self._run_engine(feed, cfg, validate, on_epoch_begin, on_epoch_end)
         except torch.cuda.OutOfMemoryError as exc:
             del feed, validate
             gc.collect()
@@ -464,7 +555,7 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
         self._publish(state)
         self._report(state, cfg, incremental)
 
-    def _run_engine(self, feed, cfg, validate, on_epoch_end) -> None:
+    def _run_engine(self, feed, cfg, validate, on_epoch_begin, on_epoch_end) -> None:
         state = self._state
         devices = [self.device_] if self.device_.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, device_type=self.device_.type):
@@ -480,6 +571,7 @@ class BaseLargeMLP(BaseEstimator, metaclass=ABCMeta):
                     cfg,
                     state,
                     validate=validate,
+                    on_epoch_begin=on_epoch_begin,
                     on_epoch_end=on_epoch_end,
                 )
             state.dropout_rng = (self.device_.type, _global_rng(self.device_))

@@ -331,3 +331,26 @@ def test_poisson_regression_predicts_positive(rng):
     assert np.all(reg.predict(X) > 0)
     with pytest.raises(ValueError, match="negative"):
         reg.fit(X, -y - 1)
+
+
+def test_verbose_progress_bar_in_terminal(iris, capsys, monkeypatch):
+    # verbose=1 in a terminal draws one live bar with epochs, loss and ETA.
+    from sknn_large import _progress
+
+    monkeypatch.setattr(_progress, "interactive", lambda: True)
+    X, y = iris
+    LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=4, verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration" not in out
+    assert out.count("\r[") == 4 and "epoch 4/4" in out and "ETA" in out
+
+
+def test_verbose_2_prints_lines_even_in_terminal(iris, capsys, monkeypatch):
+    # verbose>=2 keeps sklearn's lines, terminal or not.
+    from sknn_large import _progress
+
+    monkeypatch.setattr(_progress, "interactive", lambda: True)
+    X, y = iris
+    LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=2).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.count("Iteration") == 3 and "\r[" not in out

@@ -27,7 +27,7 @@ from ._optim import (
     set_learning_rate,
 )
 
-EpochHook = Callable[[nn.Module, TrainState], None]
+EpochHook = Callable[[nn.Module, TrainState], "bool | None"]
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -164,6 +164,7 @@ def train(
     state: TrainState,
     *,
     validate: Callable[[nn.Module], float] | None = None,
+    on_epoch_begin: EpochHook | None = None,
     on_epoch_end: EpochHook | None = None,
 ) -> TrainState:
     """Train with a stochastic solver for ``cfg.max_iter`` epochs at most.
@@ -180,9 +181,12 @@ def train(
         Carried across calls; updated in place and returned.
     validate : callable, optional
         ``module -> score`` on held-out data (early stopping), higher is better.
+    on_epoch_begin : callable, optional
+        Called before each epoch with ``(module, state)``.
     on_epoch_end : callable, optional
-        Called after each completed epoch that does not end training, with
-        ``(module, state)``; ``state.optimizer_state`` is current then.
+        Called after each completed epoch with ``(module, state)``, once the
+        stopping rule has run; ``state.optimizer_state`` is current then. A
+        truthy return value stops training.
 
     Returns
     -------
@@ -199,6 +203,8 @@ def train(
     last_good = _snapshot(module)
     try:
         for _ in range(state.n_iter, iterations):
+            if on_epoch_begin is not None:
+                on_epoch_begin(module, state)
             epoch_loss = _run_epoch(module, optimizer, feed, cfg, state)
             if not math.isfinite(epoch_loss):
                 state.diverged = True
@@ -215,16 +221,20 @@ def train(
                 cfg, current_learning_rate(optimizer), state.t
             )
             set_learning_rate(optimizer, lr)
-            if state.no_improvement_count > cfg.n_iter_no_change:
-                if _should_stop(optimizer, cfg, state):
-                    state.converged = True
-                    break
+            stop = state.no_improvement_count > cfg.n_iter_no_change and _should_stop(
+                optimizer, cfg, state
+            )
             last_good = _snapshot(module)
             if on_epoch_end is not None:
                 # Everything the next epoch depends on is settled here, so a
                 # checkpoint taken now resumes exactly.
                 state.optimizer_state = optimizer.state_dict()
-                on_epoch_end(module, state)
+                if on_epoch_end(module, state) and not stop:
+                    _say(cfg, state, "Stopped by a callback.")
+                    stop = True
+            if stop:
+                state.converged = True
+                break
         else:
             state.converged = cfg.incremental
     except KeyboardInterrupt:
