@@ -6,8 +6,14 @@
 """
 
 from ._classifier import LargeMLPClassifier
+from ._plotting import TrainingCurveDisplay
 from ._regressor import LargeMLPRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["LargeMLPClassifier", "LargeMLPRegressor", "__version__"]
+__all__ = [
+    "LargeMLPClassifier",
+    "LargeMLPRegressor",
+    "TrainingCurveDisplay",
+    "__version__",
+]

@@ -39,6 +39,7 @@ from ._engine import (
     train_lbfgs,
 )
 from ._engine._network import _OUT_ACTIVATIONS
+from ._engine._train import threads_for
 
 try:  # scikit-learn >= 1.9: its callback API (set_callbacks, ProgressBar, ...)
     from sklearn.callback import CallbackSupportMixin
@@ -660,7 +661,8 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         param = next(self.module_.parameters())
         self.module_.eval()
         blocks = []
-        with torch.inference_mode():
+        rows = min(X.shape[0], _PREDICT_ROWS)
+        with torch.inference_mode(), threads_for(self.module_, rows):
             for xb in iter_row_blocks(X, _PREDICT_ROWS, param.device, param.dtype):
                 blocks.append(self.module_(xb).cpu())
         raw = torch.cat(blocks).numpy()

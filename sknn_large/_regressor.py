@@ -94,10 +94,14 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         'auto' trains on CUDA when available, else on the CPU; also 'cpu',
         'cuda', 'cuda:N' or 'mps'. Resolved when fitting.
     precision : {'auto', 'float32', 'float64', 'bfloat16'}, default='auto'
-        Numeric precision of training. 'auto' uses the input's dtype (float32
-        or float64, as scikit-learn does); 'bfloat16' keeps float32 weights and
-        runs the forward pass under bfloat16 autocast (fast on recent GPUs,
-        changes results slightly).
+        Numeric precision of training. 'auto' trains the stochastic solvers in
+        float32 (mini-batch noise dwarfs its rounding, and it is several times
+        faster) and 'lbfgs' in the input's dtype, whose line search needs
+        precise gradients. ``coefs_``, ``intercepts_`` and predictions always
+        follow the input's dtype, as in scikit-learn. 'float64' reproduces
+        scikit-learn's arithmetic; 'bfloat16' keeps float32 weights and runs the
+        forward pass under bfloat16 autocast (fast on recent GPUs and CPUs with
+        bf16 units; changes results slightly).
     checkpoint : str, path-like or None, default=None
         File to checkpoint training to (stochastic solvers). Every
         ``checkpoint_every`` epochs the complete training state is written
@@ -129,7 +133,7 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         Bias vectors.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` had string column names.
     n_iter_ : int
         Iterations the solver ran in the last call.

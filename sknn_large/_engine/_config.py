@@ -68,8 +68,9 @@ class TrainState:
     messages: list[str] = field(default_factory=list)
 
 
-# Public ``precision`` names -> (parameter dtype, autocast dtype). "auto" keeps the
-# dtype of the validated input (float32 or float64), as scikit-learn's MLP does.
+# Public ``precision`` names -> (parameter dtype, autocast dtype). "auto" is
+# resolved by the estimator: float32 for stochastic solvers, the input's dtype
+# for L-BFGS.
 _PRECISIONS: dict[str, tuple[torch.dtype | None, torch.dtype | None]] = {
     "auto": (None, None),
     "float32": (torch.float32, None),

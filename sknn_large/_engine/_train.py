@@ -202,41 +202,30 @@ def train(
     iterations = 1 if cfg.incremental else cfg.max_iter
     last_good = _snapshot(module)
     try:
-        for _ in range(state.n_iter, iterations):
-            if on_epoch_begin is not None:
-                on_epoch_begin(module, state)
-            epoch_loss = _run_epoch(module, optimizer, feed, cfg, state)
-            if not math.isfinite(epoch_loss):
-                state.diverged = True
-                _record_divergence(module, cfg, state, validate, last_good)
-                break
-            state.n_iter += 1
-            state.t += feed.n_samples
-            state.loss = epoch_loss
-            state.loss_curve.append(epoch_loss)
-            if cfg.verbose:
-                print("Iteration %d, loss = %.8f" % (state.n_iter, epoch_loss))
-            _update_no_improvement(module, cfg, state, validate)
-            lr = learning_rate_after_epoch(
-                cfg, current_learning_rate(optimizer), state.t
-            )
-            set_learning_rate(optimizer, lr)
-            stop = state.no_improvement_count > cfg.n_iter_no_change and _should_stop(
-                optimizer, cfg, state
-            )
-            last_good = _snapshot(module)
-            if on_epoch_end is not None:
-                # Everything the next epoch depends on is settled here, so a
-                # checkpoint taken now resumes exactly.
-                state.optimizer_state = optimizer.state_dict()
-                if on_epoch_end(module, state) and not stop:
-                    _say(cfg, state, "Stopped by a callback.")
-                    stop = True
-            if stop:
-                state.converged = True
-                break
-        else:
-            state.converged = cfg.incremental
+        with threads_for(module, feed.batch_size):
+            for _ in range(state.n_iter, iterations):
+                if on_epoch_begin is not None:
+                    on_epoch_begin(module, state)
+                epoch_loss = _run_epoch(module, optimizer, feed, cfg, state)
+                if not math.isfinite(epoch_loss):
+                    state.diverged = True
+                    _record_divergence(module, cfg, state, validate, last_good)
+                    break
+                state.t += feed.n_samples
+                stop = _end_epoch(module, optimizer, cfg, state, validate, epoch_loss)
+                last_good = _snapshot(module)
+                if on_epoch_end is not None:
+                    # Everything the next epoch depends on is settled here, so a
+                    # checkpoint taken now resumes exactly.
+                    state.optimizer_state = optimizer.state_dict()
+                    if on_epoch_end(module, state) and not stop:
+                        _say(cfg, state, "Stopped by a callback.")
+                        stop = True
+                if stop:
+                    state.converged = True
+                    break
+            else:
+                state.converged = cfg.incremental
     except KeyboardInterrupt:
         state.interrupted = True
         restore(module, last_good)
@@ -244,6 +233,21 @@ def train(
     if cfg.early_stopping and state.best_params is not None:
         restore(module, state.best_params)
     return state
+
+
+def _end_epoch(module, optimizer, cfg, state: TrainState, validate, loss) -> bool:
+    """Record a finished epoch, apply the schedules; True if training should stop."""
+    state.n_iter += 1
+    state.loss = loss
+    state.loss_curve.append(loss)
+    if cfg.verbose:
+        print("Iteration %d, loss = %.8f" % (state.n_iter, loss))
+    _update_no_improvement(module, cfg, state, validate)
+    lr = learning_rate_after_epoch(cfg, current_learning_rate(optimizer), state.t)
+    set_learning_rate(optimizer, lr)
+    return state.no_improvement_count > cfg.n_iter_no_change and _should_stop(
+        optimizer, cfg, state
+    )
 
 
 def _record_divergence(module, cfg, state: TrainState, validate, last_good) -> None:
@@ -299,16 +303,19 @@ def _load_flat(module: nn.Module, theta: np.ndarray) -> None:
         offset += n
 
 
-# Below this many multiply-adds per loss evaluation, one CPU thread is faster:
-# idle OpenMP workers spin while SciPy's L-BFGS-B runs on the main thread.
-_SMALL_WORK = 5e7
+# Below this many multiply-adds per step (one batch, or one full-batch loss
+# evaluation for L-BFGS), one CPU thread is faster: waking and spinning OpenMP
+# workers costs more than they save, and idle spinners starve the main thread
+# (measured 10-50x slowdowns for tiny networks on a busy 2-core machine).
+_SMALL_WORK = 1e7
 
 
 @contextlib.contextmanager
-def _threads_for(module: nn.Module, feed):
+def threads_for(module: nn.Module, rows: int):
+    """Run torch single-threaded on the CPU when ``rows`` x parameters is small."""
     n_params = sum(p.numel() for p in module.parameters())
     device = next(module.parameters()).device
-    if device.type != "cpu" or feed.n_samples * n_params > _SMALL_WORK:
+    if device.type != "cpu" or rows * n_params > _SMALL_WORK:
         yield
         return
     before = torch.get_num_threads()
@@ -341,7 +348,7 @@ def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
             print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]))
 
     try:
-        with _threads_for(module, feed):
+        with threads_for(module, feed.n_samples):
             res = scipy.optimize.minimize(
                 fun,
                 theta0,
