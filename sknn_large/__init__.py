@@ -6,6 +6,8 @@
 """
 
 from ._classifier import LargeMLPClassifier
+from ._onnx import register_onnx_converters, to_onnx
+from ._persist import ModelFileError, load, save
 from ._plotting import TrainingCurveDisplay
 from ._regressor import LargeMLPRegressor
 
@@ -14,6 +16,11 @@ __version__ = "0.1.0"
 __all__ = [
     "LargeMLPClassifier",
     "LargeMLPRegressor",
+    "ModelFileError",
     "TrainingCurveDisplay",
     "__version__",
+    "load",
+    "register_onnx_converters",
+    "save",
+    "to_onnx",
 ]

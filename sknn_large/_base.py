@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import logging
 import os
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -49,6 +50,9 @@ except ImportError:  # older scikit-learn has none; estimators work without it
         pass
 
 
+# Diagnostics (device, dtype, data path, resumption) go through logging;
+# problems the user must act on go through warnings or exceptions.
+_log = logging.getLogger("sknn_large")
 _STOCHASTIC_SOLVERS = frozenset(_SOLVERS)
 _PENALTIES = ("l1", "l2", "elasticnet")
 # Rows per block when predicting: memory stays bounded whatever the input size.
@@ -381,6 +385,11 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             self._prepare_continuation()
         if resume is not None:
             _checkpoint.restore_state(resume, self.module_, self._state)
+            _log.info(
+                "Resuming from checkpoint %s after epoch %d",
+                os.fspath(self.checkpoint),
+                self._state.n_iter,
+            )
         ctx = self._begin_callbacks(X, y, incremental)
         end_hooks = []
         if self.checkpoint and not incremental:
@@ -531,6 +540,15 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             self._resolve_batch_size(X.shape[0]), incremental, resume
         )
         feed = self._make_feed(X, Y, sample_weight, cfg.batch_size)
+        _log.debug(
+            "%s: %d samples on %s in %s via %s, batch_size=%d",
+            type(self).__name__,
+            feed.n_samples,
+            self.device_,
+            self._param_dtype[0],
+            type(feed).__name__,
+            cfg.batch_size,
+        )
         state.interrupted = state.diverged = False
         state.messages = []
         on_epoch_end = None
@@ -594,11 +612,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _publish(self, state: TrainState) -> None:
         """Expose the engine's results as scikit-learn's fitted attributes."""
-        coefs, intercepts = get_coefs(self.module_)
-        self.coefs_ = [c.astype(self._output_dtype, copy=False) for c in coefs]
-        self.intercepts_ = [
-            b.astype(self._output_dtype, copy=False) for b in intercepts
-        ]
+        self._publish_weights()
         self.n_iter_ = state.n_iter
         self.t_ = state.t
         self.loss_ = state.loss
@@ -608,6 +622,28 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             self.validation_scores_ = state.validation_scores
             self.best_validation_score_ = state.best_validation_score
             self._no_improvement_count = state.no_improvement_count
+
+    def _publish_weights(self) -> None:
+        """``coefs_``/``intercepts_`` from ``module_``, in the input's dtype."""
+        coefs, intercepts = get_coefs(self.module_)
+        self.coefs_ = [c.astype(self._output_dtype, copy=False) for c in coefs]
+        self.intercepts_ = [
+            b.astype(self._output_dtype, copy=False) for b in intercepts
+        ]
+
+    def save(self, path) -> None:
+        """Save the fitted model to a safe file (safetensors weights + JSON).
+
+        Loading it with :func:`sknn_large.load` never unpickles or runs code.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file; written atomically.
+        """
+        from ._persist import save  # persistence sits on top of the core
+
+        save(self, path)
 
     def _report(self, state: TrainState, cfg: TrainConfig, incremental: bool) -> None:
         if state.interrupted:

@@ -12,32 +12,25 @@ torch's restricted loader that only rebuilds tensors and plain containers.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ._engine import TrainState
+from ._io import atomic_write
 
 FORMAT = 1
 
 
 def write_atomic(path: str | os.PathLike, payload: dict) -> None:
     """Write ``payload`` to ``path`` so that readers see the old or new file only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue())
 
 
 def read(path: str | os.PathLike) -> dict:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor, _checkpoint
 from sknn_large._engine import _train
@@ -83,20 +82,22 @@ def test_checkpoint_every(iris, tmp_path, monkeypatch):
 
 
 def test_crash_mid_write_keeps_previous_checkpoint(iris, tmp_path, monkeypatch):
-    # A write that dies halfway leaves the previous checkpoint whole and no debris.
+    # A write that dies before its rename leaves the previous checkpoint whole
+    # and no temporary file behind.
+    import os
+
     X, y = iris
     path = tmp_path / "run.ckpt"
-    real_save = torch.save
+    real_replace = os.replace
     calls = {"n": 0}
 
-    def dying_save(obj, f, *args, **kwargs):
+    def dying_replace(src, dst):
         calls["n"] += 1
         if calls["n"] == 3:
-            f.write(b"half a checkpoint")
             raise OSError("disk full")
-        return real_save(obj, f, *args, **kwargs)
+        return real_replace(src, dst)
 
-    monkeypatch.setattr(torch, "save", dying_save)
+    monkeypatch.setattr(os, "replace", dying_replace)
     with pytest.raises(OSError, match="disk full"):
         LargeMLPClassifier(checkpoint=path, **KW).fit(X, y)
     assert _checkpoint.read(path)["state"]["n_iter"] == 2

@@ -354,3 +354,11 @@ def test_verbose_2_prints_lines_even_in_terminal(iris, capsys, monkeypatch):
     LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=3, verbose=2).fit(X, y)
     out = capsys.readouterr().out
     assert out.count("Iteration") == 3 and "\r[" not in out
+
+
+def test_diagnostics_go_to_logging(iris, caplog):
+    # Where and how training ran is logged at DEBUG level on the sknn_large logger.
+    X, y = iris
+    with caplog.at_level("DEBUG", logger="sknn_large"):
+        LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=2, device="cpu").fit(X, y)
+    assert any("ResidentFeed" in r.getMessage() for r in caplog.records)
