@@ -16,7 +16,7 @@ import torch
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import assert_all_finite, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -24,8 +24,15 @@ from sklearn.utils.validation import (
 )
 
 from . import _checkpoint, _progress
-from ._data import as_tensor, iter_row_blocks, make_feed
-from ._device import check_device_spec, resolve_device
+from ._data import (
+    as_tensor,
+    is_memory_mapped,
+    iter_host_blocks,
+    iter_row_blocks,
+    make_feed,
+    rows_for_bytes,
+)
+from ._device import check_device_spec
 from ._engine import (
     _ACTIVATIONS,
     _LOSSES,
@@ -41,6 +48,7 @@ from ._engine import (
 )
 from ._engine._network import _OUT_ACTIVATIONS
 from ._engine._train import threads_for
+from ._parallel import worker_device
 
 try:  # scikit-learn >= 1.9: its callback API (set_callbacks, ProgressBar, ...)
     from sklearn.callback import CallbackSupportMixin
@@ -64,6 +72,30 @@ _DIVERGED = (
     " Likely causes: a learning rate that is too high (learning_rate_init={lr}) or"
     " unscaled inputs (try StandardScaler)."
 )
+
+
+# Bytes of a memory-mapped X checked for NaN and infinity at a time.
+_CHECK_BLOCK_BYTES = 64 * 2**20
+
+
+def _validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
+    """scikit-learn's ``validate_data``, keeping memory-mapped ``X`` on disk.
+
+    scikit-learn's finite check sums the whole array, which maps every page of
+    a memory-mapped file into the process at once. For memory-mapped ``X`` the
+    check runs block by block instead, each block's pages released after it;
+    the error messages are scikit-learn's.
+    """
+    mapped = is_memory_mapped(X)
+    if mapped:
+        kwargs["ensure_all_finite"] = False
+    out = validate_data(estimator, X, y, **kwargs)
+    if mapped:
+        X_valid = out[0] if isinstance(out, tuple) else out
+        rows = rows_for_bytes(X_valid, _CHECK_BLOCK_BYTES)
+        for block in iter_host_blocks(X_valid, rows):
+            assert_all_finite(block, input_name="X")
+    return out
 
 
 def _hidden_sizes(hidden_layer_sizes) -> list[int]:
@@ -374,7 +406,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             rng = _checkpoint.rng_from_payload(resume["rng_start"])
         rng_start = _checkpoint.rng_to_payload(rng) if self.checkpoint else None
         if first_pass:
-            self.device_ = resolve_device(self.device)
+            self.device_ = worker_device(self.device)
             self._param_dtype = self._dtypes(X)
             # Fitted arrays and predictions follow the input's dtype, as in sklearn.
             self._output_dtype = X.dtype
@@ -512,7 +544,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _prepare_continuation(self) -> None:
         """Move a loaded (CPU) model to its training device before training more."""
-        self.device_ = resolve_device(self.device)
+        self.device_ = worker_device(self.device)
         self.module_.to(self.device_)
 
     def _train(
@@ -684,7 +716,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _raw_output(self, X) -> np.ndarray:
         """Network outputs before the output activation, in blocks of rows."""
-        X = validate_data(
+        X = _validate_data(
             self,
             X,
             accept_sparse=["csr", "csc"],

@@ -14,9 +14,9 @@ from sklearn.utils.multiclass import (
     type_of_target,
     unique_labels,
 )
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._base import _STOCHASTIC_SOLVERS, BaseLargeMLP
+from ._base import _STOCHASTIC_SOLVERS, BaseLargeMLP, _validate_data
 
 
 def _has_partial_fit(est) -> bool:
@@ -261,7 +261,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     # ------------------------------------------------------------- targets
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
+        X, y = _validate_data(
             self,
             X,
             y,

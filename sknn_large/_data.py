@@ -6,15 +6,39 @@ Two feeds share one interface:
   batches by index from one permutation per epoch (no host work per batch).
 * :class:`StreamFeed` keeps the data where it is (a memory-mapped file, a
   sparse matrix, anything sliceable by rows) and moves one chunk of rows at a
-  time. Shuffling is two-level: the order of chunks is permuted, then rows are
-  permuted within each chunk. Memory stays bounded by one chunk.
+  time. Memory stays bounded by a few chunks, not by the data set.
+
+Shuffling guarantee of the streaming feed
+-----------------------------------------
+Each epoch draws a fresh permutation of the *chunks* (contiguous runs of
+``chunk_rows`` rows, a whole number of batches), then a fresh permutation of
+the rows *inside* each chunk. So every row is seen exactly once per epoch and
+the order of chunks is uniform, but a batch only ever mixes rows of one chunk:
+it is a two-level shuffle, not a uniform permutation of all rows. Data stored
+in a meaningful order (sorted by target, by time) should be shuffled once on
+disk, or streamed in smaller chunks, for the batches to look i.i.d. With
+``shuffle=False`` chunks and rows go in file order and the batches equal those
+of the resident feed.
+
+Memory-mapped input
+-------------------
+A ``np.memmap`` (or ``np.load(..., mmap_mode="r")``) keeps its pages on disk.
+scikit-learn's validation turns it into a plain ``ndarray`` *view* of the same
+mapping; :func:`is_memory_mapped` recognises both. After a chunk is copied to
+the device its pages are handed back to the kernel (``madvise(MADV_DONTNEED)``
+on shared mappings), so the process's resident memory does not grow with the
+file: the pages stay in the page cache, which the kernel reclaims at will.
+While training on one chunk the kernel is asked to read the next one ahead
+(``MADV_WILLNEED``); when training on a GPU a background thread copies it.
 
 This module never imports scikit-learn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import mmap
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,18 +51,177 @@ _DEVICE_MEMORY_SHARE = 0.5
 # Rows streamed at a time when no budget says otherwise: about 64 MiB of float32
 # for 256 features.
 _DEFAULT_CHUNK_BYTES = 64 * 2**20
+# np.memmap modes whose mapping is shared with the file: dropping their pages
+# loses nothing. Copy-on-write ("c") mappings hold private edits and are left be.
+_SHARED_MODES = frozenset({"r", "r+", "w+"})
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+# ------------------------------------------------------------ memory mapping
+
+
+def _memmap_of(X) -> np.memmap | None:
+    """The ``np.memmap`` that ``X`` is (or is a view of), if any."""
+    a = X
+    while isinstance(a, np.ndarray):
+        if isinstance(a, np.memmap) and isinstance(a.base, mmap.mmap):
+            return a
+        a = a.base
+    return None
+
+
+def _mmap_of(X) -> mmap.mmap | None:
+    """The ``mmap.mmap`` buffer underneath ``X``, if any."""
+    a = X
+    while isinstance(a, np.ndarray):
+        a = a.base
+    return a if isinstance(a, mmap.mmap) else None
+
+
+def is_memory_mapped(X) -> bool:
+    """Whether ``X`` is an ndarray whose memory is a mapped file.
+
+    True for ``np.memmap`` objects, for arrays from
+    ``np.load(path, mmap_mode=...)``, and for plain ``ndarray`` views of them
+    such as the one ``sklearn.utils.check_array`` returns.
+
+    Parameters
+    ----------
+    X : object
+        Anything.
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(X, np.ndarray) and _mmap_of(X) is not None
+
+
+def is_in_memory(X) -> bool:
+    """Dense arrays fully in RAM (not memory-mapped, not sparse)."""
+    return isinstance(X, np.ndarray) and not is_memory_mapped(X)
+
+
+def _rows_contiguous(X) -> bool:
+    """Each row is one run of bytes (C order, or rows of a C-ordered array)."""
+    return (
+        X.ndim == 2
+        and X.strides[1] == X.itemsize
+        and X.strides[0] >= X.shape[1] * X.itemsize
+    )
+
+
+def _advise_rows(X, start: int, stop: int, advice: int) -> None:
+    """``madvise`` the pages holding rows ``start:stop`` of a mapped ``X``."""
+    owner, buf = _memmap_of(X), _mmap_of(X)
+    if owner is None or buf is None or buf.closed or not _rows_contiguous(X):
+        return
+    if len(buf) == 0:
+        return
+    base = np.frombuffer(buf, dtype=np.uint8, count=1).ctypes.data
+    row_nbytes = X.shape[1] * X.itemsize
+    first = X.ctypes.data + start * X.strides[0] - base
+    last = X.ctypes.data + (stop - 1) * X.strides[0] + row_nbytes - base
+    page = mmap.PAGESIZE
+    lo = max(0, first // page * page)
+    hi = min(len(buf), -(-last // page) * page)
+    if hi > lo:
+        try:
+            buf.madvise(advice, lo, hi - lo)
+        except (OSError, ValueError):  # advice only: a closed map, an odd kernel
+            pass
+
+
+def release_rows(X, start: int, stop: int) -> None:
+    """Hand the pages of rows ``start:stop`` of a memory-mapped ``X`` back.
+
+    The pages leave the process's resident set and stay in the page cache; a
+    later read maps them again. A no-op for arrays that are not memory-mapped,
+    for copy-on-write mappings and on platforms without ``madvise``.
+
+    Parameters
+    ----------
+    X : ndarray
+        The (possibly memory-mapped) array.
+    start, stop : int
+        Row range that was just read.
+    """
+    owner = _memmap_of(X)
+    if stop <= start or not hasattr(mmap, "MADV_DONTNEED") or owner is None:
+        return
+    if owner.mode in _SHARED_MODES:
+        _advise_rows(X, start, stop, mmap.MADV_DONTNEED)
+
+
+def _will_read_rows(X, start: int, stop: int) -> None:
+    """Ask the kernel to read rows ``start:stop`` ahead, in large requests."""
+    if stop > start and hasattr(mmap, "MADV_WILLNEED"):
+        _advise_rows(X, start, stop, mmap.MADV_WILLNEED)
+
+
+def iter_host_blocks(X, rows: int) -> Iterator[np.ndarray]:
+    """Yield ``X`` in blocks of at most ``rows`` rows, as host arrays.
+
+    For a memory-mapped ``X`` the blocks are views of the mapping and each
+    block's pages are released once the consumer asks for the next one, so a
+    full pass (say, a check for NaN) keeps resident memory at one block.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Anything sliceable by rows.
+    rows : int
+        Rows per block.
+
+    Yields
+    ------
+    block : ndarray or sparse matrix
+        ``X[start:start + rows]``.
+    """
+    n = X.shape[0]
+    rows = max(1, int(rows))
+    for s in range(0, n, rows):
+        e = min(s + rows, n)
+        yield X[s:e]
+        release_rows(X, s, e)
+
+
+def rows_for_bytes(X, nbytes: float) -> int:
+    """How many rows of ``X`` fit in ``nbytes`` (at least one)."""
+    itemsize = getattr(getattr(X, "dtype", None), "itemsize", 8)
+    return max(1, int(nbytes // max(1, X.shape[1] * itemsize)))
+
+
+# ------------------------------------------------------------------ tensors
+
+
+def _host_block(X, start: int, stop: int, dtype: torch.dtype) -> np.ndarray:
+    """Rows ``start:stop`` as a private, writable, C-ordered host array."""
+    block = X[start:stop]
+    if sp.issparse(block):
+        block = block.toarray()
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    mapped = is_memory_mapped(X)
+    if mapped:
+        _will_read_rows(X, start, stop)
+    if mapped or not block.flags.writeable:
+        # One pass: read the pages, convert the dtype, own the result.
+        block = np.array(block, dtype=np_dtype, order="C", copy=True)
+    else:
+        block = np.ascontiguousarray(block, dtype=np_dtype)
+    if mapped:
+        release_rows(X, start, stop)
+    return block
 
 
 def rows_to_tensor(
     X, start: int, stop: int, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
     """Rows ``start:stop`` of any row-sliceable array as a dense device tensor."""
-    block = X[start:stop]
-    if sp.issparse(block):
-        block = block.toarray()
-    block = np.ascontiguousarray(block)
-    if not block.flags.writeable:
-        block = block.copy()
+    return _to_device(_host_block(X, start, stop, dtype), device, dtype)
+
+
+def _to_device(block: np.ndarray, device: torch.device, dtype: torch.dtype):
     t = torch.from_numpy(block).to(dtype)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
@@ -65,9 +248,35 @@ def free_device_bytes(device: torch.device) -> float:
     return float("inf")
 
 
-def is_in_memory(X) -> bool:
-    """Dense arrays fully in RAM (not memory-mapped, not sparse)."""
-    return isinstance(X, np.ndarray) and not isinstance(X, np.memmap)
+def _prefetched(
+    load: Callable[[int], np.ndarray], starts: list[int]
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, load(start))`` in order, reading the next chunk in a thread.
+
+    The reader thread only copies rows with NumPy (which releases the GIL), so
+    reading the file overlaps with training on the previous chunk. It makes no
+    torch calls (a second thread entering torch's OpenMP pool oversubscribes
+    the cores) and no random draws: results are deterministic.
+    """
+    if len(starts) <= 1:
+        for s in starts:
+            yield s, load(s)
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sknn-prefetch")
+    pending: Future | None = None
+    try:
+        pending = pool.submit(load, starts[0])
+        for i, s in enumerate(starts):
+            chunk = pending.result()
+            pending = pool.submit(load, starts[i + 1]) if i + 1 < len(starts) else None
+            yield s, chunk
+    finally:
+        if pending is not None:
+            pending.cancel()
+        pool.shutdown(wait=True)
+
+
+# -------------------------------------------------------------------- feeds
 
 
 class ResidentFeed:
@@ -101,9 +310,42 @@ class ResidentFeed:
 
 
 class StreamFeed:
-    """Rows stay on the host; one chunk at a time travels to the device."""
+    """Rows stay on the host; one chunk at a time travels to the device.
 
-    def __init__(self, X, y, w, *, batch_size, device, dtype, target_dtype, chunk_rows):
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Anything sliceable by rows (``X[a:b]``): ndarray, memory-mapped array,
+        scipy sparse matrix.
+    y, w : ndarray
+        Targets and optional sample weights, held on the device whole.
+    batch_size : int
+        Rows per mini-batch.
+    device, dtype, target_dtype : torch.device, torch.dtype
+        Where the chunks go, and as what.
+    chunk_rows : int
+        Rows per chunk, rounded down to a whole number of batches.
+    prefetch : bool, default=None
+        Read the next chunk in a background thread while the current one
+        trains. None (the default) does so when training on an accelerator,
+        whose host cores are otherwise idle; on the CPU the reader would
+        compete with training for the same cores, so the kernel is only asked
+        to read the next chunk of a memory-mapped file ahead.
+    """
+
+    def __init__(
+        self,
+        X,
+        y,
+        w,
+        *,
+        batch_size,
+        device,
+        dtype,
+        target_dtype,
+        chunk_rows,
+        prefetch=None,
+    ):
         self.X = X
         self.y = as_tensor(y, device, target_dtype)
         self.w = as_tensor(w, device, dtype)
@@ -112,17 +354,35 @@ class StreamFeed:
         # Whole batches per chunk, so that chunk boundaries never split a batch.
         self.chunk_rows = max(batch_size, chunk_rows // batch_size * batch_size)
         self.device, self.dtype = device, dtype
+        self.prefetch = device.type != "cpu" if prefetch is None else prefetch
 
-    def _chunk(self, s: int) -> Batch:
+    def _read(self, s: int) -> np.ndarray:
         e = min(s + self.chunk_rows, self.n_samples)
-        x = rows_to_tensor(self.X, s, e, self.device, self.dtype)
+        return _host_block(self.X, s, e, self.dtype)
+
+    def _chunk(self, s: int, block: np.ndarray) -> Batch:
+        e = s + block.shape[0]
+        x = _to_device(block, self.device, self.dtype)
         w = None if self.w is None else self.w[s:e]
         return x, self.y[s:e], w
 
+    def _stream(self, starts: list[int]) -> Iterator[Batch]:
+        if not self.prefetch:
+            for i, s in enumerate(starts):
+                block = self._read(s)
+                if i + 1 < len(starts):
+                    nxt = starts[i + 1]
+                    _will_read_rows(
+                        self.X, nxt, min(nxt + self.chunk_rows, self.n_samples)
+                    )
+                yield self._chunk(s, block)
+            return
+        for s, block in _prefetched(self._read, starts):
+            yield self._chunk(s, block)
+
     def chunks(self) -> Iterator[Batch]:
         """The whole set in order, one chunk at a time."""
-        for s in range(0, self.n_samples, self.chunk_rows):
-            yield self._chunk(s)
+        yield from self._stream(list(range(0, self.n_samples, self.chunk_rows)))
 
     def batches(self, generator: torch.Generator, shuffle: bool) -> Iterator[Batch]:
         """One epoch: chunks in (shuffled) order, rows shuffled within each."""
@@ -130,8 +390,7 @@ class StreamFeed:
         if shuffle:
             starts = starts[torch.randperm(len(starts), generator=generator)]
         bs = self.batch_size
-        for s in starts.tolist():
-            x, y, w = self._chunk(s)
+        for x, y, w in self._stream(starts.tolist()):
             m = x.shape[0]
             order = (
                 torch.randperm(m, generator=generator).to(x.device) if shuffle else None
@@ -153,6 +412,11 @@ def make_feed(
     budget_bytes: float | None = None,
 ):
     """Pick the resident feed when the data fits the budget, else stream it.
+
+    In-memory arrays within the budget become a :class:`ResidentFeed`.
+    Memory-mapped arrays (even when they would fit), sparse matrices and
+    anything larger than the budget are streamed by a :class:`StreamFeed` in
+    chunks of at most ``min(budget_bytes, 64 MiB)``.
 
     Parameters
     ----------

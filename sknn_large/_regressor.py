@@ -7,9 +7,9 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._base import BaseLargeMLP
+from ._base import BaseLargeMLP, _validate_data
 from ._classifier import _has_partial_fit
 
 
@@ -244,7 +244,7 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         )
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
+        X, y = _validate_data(
             self,
             X,
             y,
