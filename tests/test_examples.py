@@ -14,6 +14,12 @@ EXAMPLES = ROOT / "examples"
 
 # What each example must print: the metric names its docstring promises.
 EXPECTED_OUTPUT = {
+    "plot_vectorized_search.py": [
+        "best:",
+        "held-out accuracy",
+        "members:",
+        "ensemble:",
+    ],
     "plot_quickstart.py": ["trained on ", "accuracy:", "recall:", "F1:"],
     "plot_workflow.py": [
         "best validation accuracy:",

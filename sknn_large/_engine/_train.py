@@ -311,11 +311,11 @@ _SMALL_WORK = 1e7
 
 
 @contextlib.contextmanager
-def threads_for(module: nn.Module, rows: int):
-    """Run torch single-threaded on the CPU when ``rows`` x parameters is small."""
-    n_params = sum(p.numel() for p in module.parameters())
-    device = next(module.parameters()).device
-    if device.type != "cpu" or rows * n_params > _SMALL_WORK:
+def single_threaded_below(
+    work: float, device: torch.device, limit: float = _SMALL_WORK
+):
+    """Run torch on one CPU thread while ``work`` multiply-adds is under ``limit``."""
+    if device.type != "cpu" or work > limit:
         yield
         return
     before = torch.get_num_threads()
@@ -324,6 +324,13 @@ def threads_for(module: nn.Module, rows: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def threads_for(module: nn.Module, rows: int):
+    """:func:`single_threaded_below` for ``rows`` through ``module``."""
+    n_params = sum(p.numel() for p in module.parameters())
+    device = next(module.parameters()).device
+    return single_threaded_below(rows * n_params, device)
 
 
 def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):

@@ -1,0 +1,422 @@
+"""Ensembles of sknn_large networks trained in one vectorised pass.
+
+:class:`LargeMLPEnsembleClassifier` and :class:`LargeMLPEnsembleRegressor`
+train ``n_estimators`` networks that differ only in their seed (initial
+weights, batch order, dropout and early-stopping split) side by side, and
+average them: class probabilities for the classifier, predictions for the
+regressor. Averaging independently initialised networks usually generalises
+better than any one of them, at little more than one network's training time
+on an accelerator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._classifier import LargeMLPClassifier
+from ._regressor import LargeMLPRegressor
+from ._vectorized import fit_vectorized
+
+__all__ = ["LargeMLPEnsembleClassifier", "LargeMLPEnsembleRegressor"]
+
+
+class _BaseEnsemble(BaseEstimator):
+    """Fitting shared by the ensembles: one member per seed, trained at once."""
+
+    _member_class: type
+    _member_params: tuple[str, ...]
+
+    def _members(self) -> list:
+        if self.n_estimators < 1:
+            raise ValueError(f"n_estimators must be >= 1, got {self.n_estimators}.")
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
+        params = {name: getattr(self, name) for name in self._member_params}
+        return [self._member_class(**{**params, "random_state": int(s)}) for s in seeds]
+
+    def _fit_members(self, X, y, sample_weight):
+        X = X if hasattr(X, "tocsr") else np.asarray(X)
+        fitted = fit_vectorized(
+            self._members(), X, np.asarray(y), sample_weight=sample_weight
+        )
+        for result in fitted:
+            if isinstance(result, BaseException):
+                raise result
+        self.estimators_ = fitted
+        first = fitted[0]
+        self.n_features_in_ = first.n_features_in_
+        if hasattr(first, "feature_names_in_"):
+            self.feature_names_in_ = first.feature_names_in_
+        return self
+
+
+class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
+    """An averaged ensemble of :class:`~sknn_large.LargeMLPClassifier` networks.
+
+    The members share every parameter but their seed and train together in
+    one vectorised run; predictions average their class probabilities.
+
+    Parameters
+    ----------
+    n_estimators : int, default=5
+        Number of networks in the ensemble.
+    random_state : int, RandomState instance or None, default=None
+        Draws one seed per member; members differ only by their seeds.
+    **member parameters**
+        Every other parameter (hidden_layer_sizes, alpha, ...) is that of
+        :class:`~sknn_large.LargeMLPClassifier` and is passed to each member
+        unchanged; see its documentation. ``warm_start`` and ``checkpoint``
+        are not offered.
+    Attributes
+    ----------
+    estimators_ : list of LargeMLPClassifier
+        The fitted members.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    See Also
+    --------
+    LargeMLPEnsembleRegressor : The regression ensemble.
+    sknn_large.model_selection.VectorizedGridSearchCV : Vectorised search.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sknn_large.ensemble import LargeMLPEnsembleClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> ens = LargeMLPEnsembleClassifier(
+    ...     n_estimators=4, hidden_layer_sizes=(16,), max_iter=300,
+    ...     device="cpu", random_state=0,
+    ... ).fit(X, y)
+    >>> len(ens.estimators_)
+    4
+    >>> ens.predict_proba(X[:2]).shape
+    (2, 3)
+    """
+
+    _member_class = LargeMLPClassifier
+
+    _member_params = (
+        "hidden_layer_sizes",
+        "activation",
+        "solver",
+        "alpha",
+        "batch_size",
+        "learning_rate",
+        "learning_rate_init",
+        "power_t",
+        "max_iter",
+        "shuffle",
+        "random_state",
+        "tol",
+        "verbose",
+        "momentum",
+        "nesterovs_momentum",
+        "early_stopping",
+        "validation_fraction",
+        "beta_1",
+        "beta_2",
+        "epsilon",
+        "n_iter_no_change",
+        "max_fun",
+        "penalty",
+        "l1_ratio",
+        "dropout",
+        "device",
+        "precision",
+        "class_weight",
+    )
+
+    def __init__(
+        self,
+        n_estimators=5,
+        *,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=0.0001,
+        verbose=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-08,
+        n_iter_no_change=10,
+        max_fun=15000,
+        penalty="l2",
+        l1_ratio=0.15,
+        dropout=0.0,
+        device="auto",
+        precision="auto",
+        class_weight=None,
+    ):
+        self.n_estimators = n_estimators
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.penalty = penalty
+        self.l1_ratio = l1_ratio
+        self.dropout = dropout
+        self.device = device
+        self.precision = precision
+        self.class_weight = class_weight
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit every member on ``(X, y)`` in one vectorised run.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : LargeMLPEnsembleClassifier
+            The fitted ensemble.
+        """
+        self._fit_members(X, y, sample_weight)
+        self.classes_ = self.estimators_[0].classes_
+        return self
+
+    def predict_proba(self, X):
+        """Average of the members' class probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Mean probability of each class, in the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        return np.mean([m.predict_proba(X) for m in self.estimators_], axis=0)
+
+    def predict(self, X):
+        """Class with the highest averaged probability.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Predicted labels.
+        """
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
+    """An averaged ensemble of :class:`~sknn_large.LargeMLPRegressor` networks.
+
+    The members share every parameter but their seed and train together in
+    one vectorised run; predictions are the mean of theirs.
+
+    Parameters
+    ----------
+    n_estimators : int, default=5
+        Number of networks in the ensemble.
+    random_state : int, RandomState instance or None, default=None
+        Draws one seed per member; members differ only by their seeds.
+    **member parameters**
+        Every other parameter (hidden_layer_sizes, alpha, ...) is that of
+        :class:`~sknn_large.LargeMLPRegressor` and is passed to each member
+        unchanged; see its documentation. ``warm_start`` and ``checkpoint``
+        are not offered.
+    Attributes
+    ----------
+    estimators_ : list of LargeMLPRegressor
+        The fitted members.
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    See Also
+    --------
+    LargeMLPEnsembleClassifier : The classification ensemble.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from sknn_large.ensemble import LargeMLPEnsembleRegressor
+    >>> X, y = make_regression(100, 4, random_state=0)
+    >>> ens = LargeMLPEnsembleRegressor(
+    ...     n_estimators=3, hidden_layer_sizes=(16,), max_iter=50,
+    ...     device="cpu", random_state=0,
+    ... ).fit(X, y / 100)
+    >>> ens.predict(X[:2]).shape
+    (2,)
+    """
+
+    _member_class = LargeMLPRegressor
+
+    _member_params = (
+        "loss",
+        "hidden_layer_sizes",
+        "activation",
+        "solver",
+        "alpha",
+        "batch_size",
+        "learning_rate",
+        "learning_rate_init",
+        "power_t",
+        "max_iter",
+        "shuffle",
+        "random_state",
+        "tol",
+        "verbose",
+        "momentum",
+        "nesterovs_momentum",
+        "early_stopping",
+        "validation_fraction",
+        "beta_1",
+        "beta_2",
+        "epsilon",
+        "n_iter_no_change",
+        "max_fun",
+        "penalty",
+        "l1_ratio",
+        "dropout",
+        "device",
+        "precision",
+    )
+
+    def __init__(
+        self,
+        n_estimators=5,
+        *,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=0.0001,
+        verbose=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-08,
+        n_iter_no_change=10,
+        max_fun=15000,
+        penalty="l2",
+        l1_ratio=0.15,
+        dropout=0.0,
+        device="auto",
+        precision="auto",
+    ):
+        self.n_estimators = n_estimators
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.penalty = penalty
+        self.l1_ratio = l1_ratio
+        self.dropout = dropout
+        self.device = device
+        self.precision = precision
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit every member on ``(X, y)`` in one vectorised run.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : LargeMLPEnsembleRegressor
+            The fitted ensemble.
+        """
+        return self._fit_members(X, y, sample_weight)
+
+    def predict(self, X):
+        """Mean of the members' predictions.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Averaged predictions.
+        """
+        check_is_fitted(self)
+        return np.mean([m.predict(X) for m in self.estimators_], axis=0)

@@ -1,0 +1,411 @@
+"""Hyper-parameter search that trains every (candidate, fold) pair at once.
+
+:class:`VectorizedGridSearchCV` and :class:`VectorizedRandomizedSearchCV` take
+the arguments of scikit-learn's :class:`~sklearn.model_selection.GridSearchCV`
+and :class:`~sklearn.model_selection.RandomizedSearchCV` and fill the same
+fitted attributes. Instead of fitting one model per job, they stack all fits
+that share an architecture into one vectorised training run (see
+``docs/vectorized.rst``) and score each member with scikit-learn's scorers.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.metrics._scorer import _MultimetricScorer
+from sklearn.model_selection import (
+    GridSearchCV,
+    ParameterGrid,
+    ParameterSampler,
+    RandomizedSearchCV,
+    check_cv,
+)
+from sklearn.model_selection._validation import (
+    _insert_error_scores,
+    _score,
+    _warn_or_raise_about_fit_failures,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.utils import _safe_indexing, indexable
+
+from ._vectorized import fit_vectorized
+
+__all__ = ["VectorizedGridSearchCV", "VectorizedRandomizedSearchCV"]
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _split_params(estimator, params: dict) -> tuple[dict, dict]:
+    """(preprocessing parameters, final-estimator parameters) of a candidate."""
+    if not isinstance(estimator, Pipeline):
+        return {}, dict(params)
+    name = estimator.steps[-1][0]
+    prefix = name + "__"
+    final = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+    rest = {k: v for k, v in params.items() if not k.startswith(prefix)}
+    if name in rest:
+        raise ValueError(
+            f"Searching over the final step {name!r} itself is not supported; "
+            "search its parameters instead."
+        )
+    return rest, final
+
+
+def _final_estimator(estimator, pre_params: dict):
+    if isinstance(estimator, Pipeline):
+        return clone(estimator).set_params(**pre_params).steps[-1][1]
+    return estimator
+
+
+class _Fold:
+    """One fold's training and test rows."""
+
+    def __init__(self, index: int, train: np.ndarray, test: np.ndarray):
+        self.index, self.train, self.test = index, train, test
+
+
+def _transformed_folds(estimator, pre_params: dict, X, y, folds: list[_Fold]):
+    """Fit a pipeline's preprocessing on each fold; stack the training rows.
+
+    Returns the stacked matrix, each fold's row indices in it, its targets and
+    each fold's fitted preprocessing steps.
+    """
+    if not isinstance(estimator, Pipeline):
+        return X, [f.train for f in folds], y, [None] * len(folds)
+    blocks, rows, targets, prefixes, offset = [], [], [], [], 0
+    for f in folds:
+        pre = Pipeline(clone(estimator).set_params(**pre_params).steps[:-1])
+        y_train = _safe_indexing(y, f.train)
+        blocks.append(
+            np.asarray(pre.fit_transform(_safe_indexing(X, f.train), y_train))
+        )
+        rows.append(np.arange(offset, offset + len(f.train)))
+        targets.append(y_train)
+        prefixes.append(pre)
+        offset += len(f.train)
+    return np.vstack(blocks), rows, np.concatenate(targets), prefixes
+
+
+def _assemble(estimator, params: dict, prefix, fitted):
+    """The fitted model of one job: the member, or a pipeline around it."""
+    if prefix is None:
+        return fitted
+    model = clone(estimator).set_params(**params)
+    model.steps = [*prefix.steps, (model.steps[-1][0], fitted)]
+    return model
+
+
+def _failed(exc: BaseException, scorer, error_score, train: bool) -> dict:
+    if error_score == "raise":
+        raise exc
+    score = error_score
+    if isinstance(scorer, _MultimetricScorer):
+        score = {name: error_score for name in scorer._scorers}
+    out = {"fit_error": "".join(traceback.format_exception(exc)), "test_scores": score}
+    if train:
+        out["train_scores"] = score.copy() if isinstance(score, dict) else score
+    return out
+
+
+# ------------------------------------------------------------------ search
+
+
+class _VectorizedSearch:
+    """The fit shared by the vectorised searches (mixed in left of sklearn's)."""
+
+    def fit(self, X, y=None, **params):
+        """Run fit with all sets of parameters, vectorised across fits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training vectors.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        **params : dict
+            Not supported (fit parameters, metadata routing); must be empty.
+
+        Returns
+        -------
+        self : object
+            The fitted search.
+        """
+        if params:
+            raise TypeError(
+                f"{type(self).__name__}.fit does not take fit parameters; got "
+                f"{sorted(params)}. Use GridSearchCV for those."
+            )
+        scorers, refit_metric = self._get_scorers()
+        X, y = indexable(X, y)
+        cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
+        self.n_splits_ = cv.get_n_splits(X, y)
+        folds = [_Fold(i, tr, te) for i, (tr, te) in enumerate(cv.split(X, y))]
+        candidates = list(self._candidates())
+        out = self._evaluate(candidates, folds, X, y, scorers)
+        _warn_or_raise_about_fit_failures(out, self.error_score)
+        if callable(self.scoring):
+            _insert_error_scores(out, self.error_score)
+        results = self._format_results(candidates, self.n_splits_, out)
+        self.multimetric_ = isinstance(out[0]["test_scores"], dict)
+        if callable(self.scoring) and self.multimetric_:
+            self._check_refit_for_multimetric(out[0]["test_scores"])
+            refit_metric = self.refit
+        self._select_and_refit(results, refit_metric, X, y)
+        is_multi = isinstance(scorers, _MultimetricScorer)
+        self.scorer_ = scorers._scorers if is_multi else scorers
+        self.cv_results_ = results
+        return self
+
+    def _select_and_refit(self, results: dict, refit_metric, X, y) -> None:
+        if self.refit or not self.multimetric_:
+            self.best_index_ = self._select_best_index(
+                self.refit, refit_metric, results
+            )
+            if not callable(self.refit):
+                key = f"mean_test_{refit_metric}"
+                self.best_score_ = results[key][self.best_index_]
+            self.best_params_ = results["params"][self.best_index_]
+        if self.refit:
+            best = clone(self.estimator).set_params(
+                **clone(self.best_params_, safe=False)
+            )
+            start = time.time()
+            self.best_estimator_ = best.fit(X, y)
+            self.refit_time_ = time.time() - start
+            if hasattr(best, "feature_names_in_"):
+                self.feature_names_in_ = best.feature_names_in_
+
+    def _evaluate(self, candidates, folds, X, y, scorer) -> list[dict]:
+        """Results of every (candidate, fold) job, candidate-major."""
+        n_folds = len(folds)
+        out: list[dict | None] = [None] * (len(candidates) * n_folds)
+        by_prefix: dict[str, list[int]] = {}
+        for c, cand in enumerate(candidates):
+            pre, _ = _split_params(self.estimator, cand)
+            by_prefix.setdefault(repr(sorted(pre.items(), key=str)), []).append(c)
+        for members in by_prefix.values():
+            jobs = self._run_prefix(candidates, members, folds, X, y, scorer)
+            for (c, f), result in jobs.items():
+                out[c * n_folds + f] = result
+        return out
+
+    def _run_prefix(self, candidates, members, folds, X, y, scorer) -> dict:
+        """Train and score the candidates sharing one preprocessing setting."""
+        pre_params, _ = _split_params(self.estimator, candidates[members[0]])
+        Xt, rows, yt, prefixes = _transformed_folds(
+            self.estimator, pre_params, X, y, folds
+        )
+        if not hasattr(Xt, "tocsr"):  # sparse input stays sparse (fits alone)
+            Xt = np.asarray(Xt)
+        jobs = [(c, f) for c in members for f in range(len(folds))]
+        estimators = [
+            clone(_final_estimator(self.estimator, pre_params)).set_params(
+                **_split_params(self.estimator, candidates[c])[1]
+            )
+            for c, _ in jobs
+        ]
+        start = time.time()
+        fitted = fit_vectorized(
+            estimators, Xt, np.asarray(yt), [rows[f] for _, f in jobs]
+        )
+        fit_time = (time.time() - start) / max(1, len(jobs))
+        results = {}
+        for (c, f), model in zip(jobs, fitted, strict=True):
+            if isinstance(model, BaseException):
+                result = _failed(
+                    model, scorer, self.error_score, self.return_train_score
+                )
+                result.update(fit_time=fit_time, score_time=0.0)
+            else:
+                model = _assemble(self.estimator, candidates[c], prefixes[f], model)
+                result = self._score_job(model, folds[f], X, y, scorer)
+                result["fit_time"] = fit_time
+            result["n_test_samples"] = len(folds[f].test)
+            results[(c, f)] = result
+        return results
+
+    def _score_job(self, model, fold: _Fold, X, y, scorer) -> dict:
+        start = time.time()
+        X_test, y_test = _safe_indexing(X, fold.test), _safe_indexing(y, fold.test)
+        error = self.error_score
+        result = {
+            "fit_error": None,
+            "test_scores": _score(model, X_test, y_test, scorer, None, error),
+        }
+        if self.return_train_score:
+            X_tr, y_tr = _safe_indexing(X, fold.train), _safe_indexing(y, fold.train)
+            result["train_scores"] = _score(model, X_tr, y_tr, scorer, None, error)
+        result["score_time"] = time.time() - start
+        return result
+
+
+class VectorizedGridSearchCV(_VectorizedSearch, GridSearchCV):
+    """Exhaustive search over a grid, with the fits trained side by side.
+
+    A drop-in for :class:`sklearn.model_selection.GridSearchCV` over a
+    :class:`~sknn_large.LargeMLPClassifier`, a
+    :class:`~sknn_large.LargeMLPRegressor` or a
+    :class:`~sklearn.pipeline.Pipeline` ending in one. Every (candidate,
+    fold) fit that shares an architecture (hidden sizes, activation, solver,
+    batch size) trains in one vectorised run: each member keeps its own
+    initialisation, batch order, stopping rule and hyper-parameters, and ends
+    with the weights the same model trained alone would have. Fits that cannot
+    be vectorised (``solver='lbfgs'``, sparse input) run one at a time. A
+    pipeline's preprocessing is fitted once per fold and preprocessing
+    setting.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A sknn_large estimator or a pipeline ending in one.
+    param_grid : dict or list of dicts
+        Parameter names (``step__param`` for pipelines) to lists of values.
+    scoring : str, callable, list, tuple or dict, default=None
+        As in :class:`~sklearn.model_selection.GridSearchCV`; None uses the
+        estimator's ``score``.
+    n_jobs : int, default=None
+        Accepted for compatibility and ignored: parallelism comes from the
+        vectorised training.
+    refit : bool, str or callable, default=True
+        Refit the best candidate on the whole data set (one ordinary fit).
+    cv : int, cross-validation generator or iterable, default=None
+        Splitting strategy (5-fold, stratified for classifiers, by default).
+    verbose : int, default=0
+        Verbosity of the members' training.
+    pre_dispatch : int or str, default='2*n_jobs'
+        Ignored.
+    error_score : 'raise' or numeric, default=np.nan
+        Score given to fits that fail.
+    return_train_score : bool, default=False
+        Also score each fit on its training rows.
+
+    Attributes
+    ----------
+    cv_results_ : dict of ndarray
+        Per-candidate results, with the keys and layout of GridSearchCV's.
+        ``fit_time`` is each job's share of its vectorised run.
+    best_estimator_ : estimator
+        The refitted best candidate (when ``refit``).
+    best_score_ : float
+        Mean cross-validated score of the best candidate.
+    best_params_ : dict
+        Parameters of the best candidate.
+    best_index_ : int
+        Index of the best candidate in ``cv_results_``.
+    scorer_ : callable or dict
+        The scorer(s) used.
+    n_splits_ : int
+        Number of cross-validation splits.
+    refit_time_ : float
+        Seconds spent refitting the best candidate.
+    multimetric_ : bool
+        Whether several metrics were evaluated.
+
+    See Also
+    --------
+    VectorizedRandomizedSearchCV : Randomised search, vectorised the same way.
+    sklearn.model_selection.GridSearchCV : The search this one mirrors.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sknn_large import LargeMLPClassifier
+    >>> from sknn_large.model_selection import VectorizedGridSearchCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> search = VectorizedGridSearchCV(
+    ...     LargeMLPClassifier((16,), max_iter=50, device="cpu", random_state=0),
+    ...     {"learning_rate_init": [1e-3, 1e-2], "alpha": [1e-4, 1e-2]},
+    ...     cv=3,
+    ... ).fit(X, y)
+    >>> sorted(search.best_params_)
+    ['alpha', 'learning_rate_init']
+    >>> search.cv_results_["mean_test_score"].shape
+    (4,)
+    """
+
+    def _candidates(self):
+        return ParameterGrid(self.param_grid)
+
+
+class VectorizedRandomizedSearchCV(_VectorizedSearch, RandomizedSearchCV):
+    """Randomised search, with the sampled fits trained side by side.
+
+    A drop-in for :class:`sklearn.model_selection.RandomizedSearchCV`; see
+    :class:`VectorizedGridSearchCV` for how the fits are vectorised.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A sknn_large estimator or a pipeline ending in one.
+    param_distributions : dict or list of dicts
+        Parameter names to distributions (with ``rvs``) or lists of values.
+    n_iter : int, default=10
+        Number of sampled candidates.
+    scoring : str, callable, list, tuple or dict, default=None
+        As in :class:`~sklearn.model_selection.RandomizedSearchCV`.
+    n_jobs : int, default=None
+        Ignored.
+    refit : bool, str or callable, default=True
+        Refit the best candidate on the whole data set.
+    cv : int, cross-validation generator or iterable, default=None
+        Splitting strategy.
+    verbose : int, default=0
+        Verbosity of the members' training.
+    pre_dispatch : int or str, default='2*n_jobs'
+        Ignored.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sampling of candidates.
+    error_score : 'raise' or numeric, default=np.nan
+        Score given to fits that fail.
+    return_train_score : bool, default=False
+        Also score each fit on its training rows.
+
+    Attributes
+    ----------
+    cv_results_ : dict of ndarray
+        Per-candidate results, as in RandomizedSearchCV.
+    best_estimator_ : estimator
+        The refitted best candidate (when ``refit``).
+    best_score_ : float
+        Mean cross-validated score of the best candidate.
+    best_params_ : dict
+        Parameters of the best candidate.
+    best_index_ : int
+        Index of the best candidate in ``cv_results_``.
+    scorer_ : callable or dict
+        The scorer(s) used.
+    n_splits_ : int
+        Number of cross-validation splits.
+    refit_time_ : float
+        Seconds spent refitting the best candidate.
+    multimetric_ : bool
+        Whether several metrics were evaluated.
+
+    See Also
+    --------
+    VectorizedGridSearchCV : Exhaustive grid search, vectorised.
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> from sklearn.datasets import load_iris
+    >>> from sknn_large import LargeMLPClassifier
+    >>> from sknn_large.model_selection import VectorizedRandomizedSearchCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> search = VectorizedRandomizedSearchCV(
+    ...     LargeMLPClassifier((16,), max_iter=50, device="cpu", random_state=0),
+    ...     {"learning_rate_init": loguniform(1e-4, 1e-1)},
+    ...     n_iter=4, cv=3, random_state=0,
+    ... ).fit(X, y)
+    >>> len(search.cv_results_["params"])
+    4
+    """
+
+    def _candidates(self):
+        return ParameterSampler(
+            self.param_distributions, self.n_iter, random_state=self.random_state
+        )

@@ -1,0 +1,206 @@
+"""The vectorised engine: each member equals the same model trained alone."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_regression
+
+from sknn_large import LargeMLPClassifier, LargeMLPRegressor
+from sknn_large._vectorized import fit_vectorized, max_members, vectorisable
+
+GRID = [
+    {"learning_rate_init": 0.01, "alpha": 1e-3, "random_state": 0},
+    {
+        "learning_rate_init": 0.003,
+        "alpha": 1e-2,
+        "penalty": "elasticnet",
+        "l1_ratio": 0.3,
+        "beta_1": 0.8,
+        "random_state": 1,
+    },
+    {"learning_rate_init": 0.02, "penalty": "l1", "random_state": 2},
+]
+
+
+@pytest.fixture(scope="module")
+def iris_std():
+    X, y = load_iris(return_X_y=True)
+    return (X - X.mean(0)) / X.std(0), y
+
+
+def _folds(n, sizes, seed=0):
+    rng = np.random.RandomState(seed)
+    return [rng.permutation(n)[:s] for s in sizes]
+
+
+def _alone_and_vectorised(base, grid, X, y, rows):
+    ests = [clone(base).set_params(**g) for g in grid]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = [clone(e).fit(X[r], y[r]) for e, r in zip(ests, rows, strict=True)]
+        vec = fit_vectorized(ests, X, y, rows)
+    for v in vec:
+        assert not isinstance(v, Exception), v
+    return alone, vec
+
+
+def _assert_same(alone, vec, rtol=1e-9, atol=1e-12):
+    for a, v in zip(alone, vec, strict=True):
+        assert v.n_iter_ == a.n_iter_
+        assert v.t_ == a.t_
+        for ca, cv in zip(
+            a.coefs_ + a.intercepts_, v.coefs_ + v.intercepts_, strict=True
+        ):
+            np.testing.assert_allclose(cv, ca, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(v.loss_curve_, a.loss_curve_, rtol=rtol * 10)
+
+
+def _classifier(**kw):
+    params = dict(max_iter=5, precision="float64", device="cpu", batch_size=32)
+    return LargeMLPClassifier((8,), **{**params, **kw})
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "adamw", "rmsprop"])
+def test_member_equals_single_model_per_solver(solver, iris_std):
+    # Each solver's batched update follows torch's formula: same weights as alone.
+    X, y = iris_std
+    grid = [
+        {**g, "momentum": m, "nesterovs_momentum": n}
+        for g, m, n in zip(GRID, [0.9, 0.5, 0.0], [True, False, True], strict=True)
+    ]
+    alone, vec = _alone_and_vectorised(
+        _classifier(solver=solver), grid, X, y, _folds(150, [120, 110, 130])
+    )
+    _assert_same(alone, vec)
+
+
+def test_member_equals_single_model_with_dropout(iris_std):
+    # Each member draws dropout masks from its own stream, as nn.Dropout would.
+    X, y = iris_std
+    grid = [{**g, "dropout": d} for g, d in zip(GRID, [0.2, 0.0, 0.5], strict=True)]
+    alone, vec = _alone_and_vectorised(
+        _classifier(), grid, X, y, _folds(150, [120] * 3)
+    )
+    _assert_same(alone, vec)
+
+
+def test_member_equals_single_model_with_early_stopping(iris_std):
+    # Own validation split, own patience, best weights restored, members retire.
+    X, y = iris_std
+    base = _classifier(early_stopping=True, max_iter=40, n_iter_no_change=3)
+    alone, vec = _alone_and_vectorised(base, GRID, X, y, _folds(150, [120] * 3))
+    _assert_same(alone, vec)
+    assert len({v.n_iter_ for v in vec}) > 1  # members stopped at different epochs
+    for a, v in zip(alone, vec, strict=True):
+        assert v.validation_scores_ == a.validation_scores_
+        assert v.best_validation_score_ == a.best_validation_score_
+
+
+def test_member_equals_single_model_stopping_on_training_loss(iris_std):
+    # tol on the training loss: each member stops on its own epoch.
+    X, y = iris_std
+    base = _classifier(max_iter=60, n_iter_no_change=2, tol=1e-2)
+    alone, vec = _alone_and_vectorised(base, GRID, X, y, _folds(150, [150] * 3))
+    _assert_same(alone, vec)
+    assert all(v.n_iter_ < 60 for v in vec)
+
+
+def test_adaptive_and_invscaling_sgd_match(iris_std):
+    # Per-member learning-rate schedules of SGD follow scikit-learn's rules.
+    X, y = iris_std
+    base = _classifier(solver="sgd", max_iter=25, n_iter_no_change=2, tol=1e-2)
+    grid = [
+        {"learning_rate": "adaptive", "learning_rate_init": 0.05, "random_state": 0},
+        {"learning_rate": "invscaling", "learning_rate_init": 0.5, "random_state": 1},
+    ]
+    alone, vec = _alone_and_vectorised(base, grid, X, y, _folds(150, [150, 140]))
+    _assert_same(alone, vec)
+
+
+def test_regressor_uneven_folds_and_multi_output():
+    # Folds of different sizes pad rows and mask updates; multi-output loss.
+    X, y = make_regression(200, 5, n_targets=2, random_state=0)
+    y = y / 100
+    base = LargeMLPRegressor(
+        hidden_layer_sizes=(8, 6),
+        max_iter=5,
+        precision="float64",
+        device="cpu",
+        batch_size=32,
+    )
+    rows = [np.arange(200)[: 150 + 7 * i] for i in range(3)]
+    alone, vec = _alone_and_vectorised(base, GRID, X, y, rows)
+    _assert_same(alone, vec)
+
+
+def test_float32_members_close_to_single_model(iris_std):
+    # precision='auto' (float32): batched products round differently, slightly.
+    X, y = iris_std
+    base = LargeMLPClassifier((16,), max_iter=5, device="cpu", batch_size=32)
+    alone, vec = _alone_and_vectorised(base, GRID, X, y, _folds(150, [120] * 3))
+    _assert_same(alone, vec, rtol=1e-4, atol=1e-5)
+    assert vec[0].coefs_[0].dtype == np.float64  # follows the input's dtype
+
+
+def test_memory_budget_chunks_members_without_changing_results(iris_std):
+    # A tiny budget trains one member per stack; the results do not change.
+    X, y = iris_std
+    ests = [_classifier().set_params(**g) for g in GRID]
+    rows = _folds(150, [120] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = fit_vectorized([clone(e) for e in ests], X, y, rows)
+        chunked = fit_vectorized([clone(e) for e in ests], X, y, rows, budget=1.0)
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
+
+
+def test_max_members_follows_budget(iris_std):
+    # The member count per stack scales with the memory budget.
+    from sknn_large._vectorized import _prepare
+
+    X, y = iris_std
+    p = _prepare(_classifier(random_state=0), X, y, None, None)
+    cpu = torch.device("cpu")
+    small = max_members([p.member], 32, cpu, torch.float64, budget=1e6)
+    large = max_members([p.member], 32, cpu, torch.float64, budget=1e8)
+    assert 1 <= small < large
+
+
+def test_lbfgs_and_sparse_fall_back_to_single_fits(iris_std):
+    # Non-vectorisable fits run alone and still return fitted estimators.
+    import scipy.sparse as sp
+
+    X, y = iris_std
+    lbfgs = _classifier(solver="lbfgs", random_state=0)
+    assert not vectorisable(lbfgs, X)
+    assert not vectorisable(_classifier(), sp.csr_matrix(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (fitted,) = fit_vectorized([clone(lbfgs)], X, y)
+        alone = clone(lbfgs).fit(X, y)
+    np.testing.assert_allclose(fitted.coefs_[0], alone.coefs_[0])
+
+
+def test_mixed_architectures_are_grouped(iris_std):
+    # Different hidden sizes train in separate stacks, each exact.
+    X, y = iris_std
+    grid = [{"random_state": 0}, {"hidden_layer_sizes": (5, 4), "random_state": 1}]
+    rows = [np.arange(150)] * 2
+    alone, vec = _alone_and_vectorised(_classifier(), grid, X, y, rows)
+    _assert_same(alone, vec)
+
+
+def test_failed_member_is_reported_not_raised(iris_std):
+    # A member whose parameters are invalid comes back as its exception.
+    X, y = iris_std
+    ests = [_classifier(random_state=0), _classifier(alpha=-1.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        good, bad = fit_vectorized(ests, X, y)
+        alone = clone(ests[0]).fit(X, y)
+    assert isinstance(bad, ValueError)
+    np.testing.assert_allclose(good.coefs_[0], alone.coefs_[0])
