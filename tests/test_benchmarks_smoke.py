@@ -1,0 +1,61 @@
+"""The benchmark scripts run end to end at tiny sizes and produce their output."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=BENCH.parent,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
+    # bench_cpu.py --quick must keep working: training table, targets, prediction.
+    pytest.importorskip("skorch")
+    out = tmp_path / "cpu.json"
+    stdout = _run("bench_cpu.py", "--quick", "--out", str(out))
+    assert "| sknn_large | float32 |" in stdout
+    assert "| sklearn MLP | float64 | float64 |" in stdout
+    assert "skorch default loading" in stdout
+    assert "predict_proba" in stdout
+    result = json.loads(out.read_text())
+    cases = [(r["case"], r["data_dtype"]) for r in result["training"]]
+    assert ("sknn_large bf16", "float32") in cases
+    assert ("sklearn MLP", "float32") in cases
+    assert result["training"][0]["ratio_vs_sknn_large"] == 1.0
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in result["training"])
+    assert "sknn_large vs sklearn float64 data" in result["targets"]
+    assert "sknn_large bf16 vs skorch" in result["targets"]
+    assert [p["case"] for p in result["prediction"]] == ["sknn_large", "sklearn MLP"]
+    assert all(p["rows_per_s"] > 0 for p in result["prediction"])
+
+
+def test_bench_gpu_dry_run_covers_every_section(tmp_path):
+    # bench_gpu.py --dry-run (CPU, tiny) exercises sections (a)-(e) and writes JSON.
+    pytest.importorskip("skorch")
+    out = tmp_path / "gpu.json"
+    stdout = _run("bench_gpu.py", "--dry-run", "--out", str(out))
+    for title in ("(a) matmul", "(b) small", "(c) large", "(d) predict", "(e) GPU"):
+        assert title in stdout
+    result = json.loads(out.read_text())
+    assert result["dry_run"] is True
+    assert "errors" not in result, result.get("errors")
+    assert set(result["matmul"]) == {"bfloat16", "tf32"}
+    small = {r["case"]: r for r in result["small"]}
+    assert small["sknn_large (default: float32, alpha=1e-4)"]["end_to_end"] > 0
+    assert small["torch loop in a CUDA graph"]["skipped"] == "needs CUDA"
+    assert all("tflops" in r for r in result["large"])
+    assert result["check"]["passed"]
