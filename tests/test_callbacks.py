@@ -74,3 +74,32 @@ def test_callbacks_propagate_from_grid_search(iris):
     search.set_callbacks(callback.ProgressBar())
     search.fit(X, y)
     assert np.isfinite(search.best_score_)
+
+
+def test_works_without_sklearn_callback_api(tmp_path):
+    # With a scikit-learn that has no sklearn.callback (< 1.9) the estimators
+    # import, fit and predict as before.
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sklearn.callback, sklearn.model_selection, sklearn.pipeline
+        import sklearn.linear_model, sklearn.metrics, sklearn.preprocessing
+        # scikit-learn itself needs sklearn.callback from 1.9 on; hide only the
+        # name sknn_large asks for, as on an older release that lacks it.
+        del sklearn.callback.CallbackSupportMixin
+        from sklearn.datasets import load_iris
+        from sknn_large import LargeMLPClassifier
+        X, y = load_iris(return_X_y=True)
+        clf = LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=3).fit(X, y)
+        assert not hasattr(clf, "set_callbacks")
+        print(clf.predict(X[:2]).shape)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "(2,)" in out.stdout
