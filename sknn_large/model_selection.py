@@ -31,7 +31,13 @@ from sklearn.model_selection._validation import (
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, indexable
 
+from ._base import _hidden_sizes
+from ._device import resolve_device
 from ._vectorized import fit_vectorized
+
+# Per-batch multiply-adds of one network above which stacking stops paying on
+# the CPU (the same bound above which one fit uses several threads well).
+_STACKING_LIMIT = 1e7
 
 __all__ = ["VectorizedGridSearchCV", "VectorizedRandomizedSearchCV"]
 
@@ -139,12 +145,16 @@ class _VectorizedSearch:
                 f"{type(self).__name__}.fit does not take fit parameters; got "
                 f"{sorted(params)}. Use GridSearchCV for those."
             )
+        candidates = list(self._candidates())
+        self.vectorized_ = self._stacking_pays(candidates, X, y)
+        if not self.vectorized_:
+            # scikit-learn's own search: one fit per job, spread over n_jobs.
+            return super().fit(X, y)
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
         cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         self.n_splits_ = cv.get_n_splits(X, y)
         folds = [_Fold(i, tr, te) for i, (tr, te) in enumerate(cv.split(X, y))]
-        candidates = list(self._candidates())
         out = self._evaluate(candidates, folds, X, y, scorers)
         _warn_or_raise_about_fit_failures(out, self.error_score)
         if callable(self.scoring):
@@ -159,6 +169,32 @@ class _VectorizedSearch:
         self.scorer_ = scorers._scorers if is_multi else scorers
         self.cv_results_ = results
         return self
+
+    def _stacking_pays(self, candidates, X, y) -> bool:
+        """Whether training the fits as stacks beats one fit per job.
+
+        On a GPU it always does. On the CPU a network whose step is already
+        big enough to keep the cores busy (``_STACKING_LIMIT`` multiply-adds
+        per batch) gains nothing from stacking: measured 0.66x the speed of
+        ``GridSearchCV(n_jobs=-1)`` for 50 -> 256 -> 256 -> 5 at batch 256,
+        against 3.5x faster for 50 -> 16 -> 5. Those searches run as
+        scikit-learn's, so they are never slower than it.
+        """
+        n_in = X.shape[1]
+        n_out = len(np.unique(y)) if is_classifier(self.estimator) else 1
+        if np.ndim(y) == 2:
+            n_out = np.shape(y)[1]
+        for cand in candidates:
+            pre, own = _split_params(self.estimator, cand)
+            est = clone(_final_estimator(self.estimator, pre)).set_params(**own)
+            if resolve_device(est.device).type != "cpu":
+                continue
+            batch = 200 if est.batch_size == "auto" else est.batch_size
+            widths = [n_in, *_hidden_sizes(est.hidden_layer_sizes), n_out]
+            macs = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+            if min(batch, len(X)) * macs > _STACKING_LIMIT:
+                return False
+        return True
 
     def _select_and_refit(self, results: dict, refit_metric, X, y) -> None:
         if self.refit or not self.multimetric_:
@@ -268,8 +304,9 @@ class VectorizedGridSearchCV(_VectorizedSearch, GridSearchCV):
         As in :class:`~sklearn.model_selection.GridSearchCV`; None uses the
         estimator's ``score``.
     n_jobs : int, default=None
-        Accepted for compatibility and ignored: parallelism comes from the
-        vectorised training.
+        Jobs to run in parallel when the search runs one fit per job: on the
+        CPU, for networks too large to gain from stacking (see
+        ``vectorized_``). Stacked training ignores it.
     refit : bool, str or callable, default=True
         Refit the best candidate on the whole data set (one ordinary fit).
     cv : int, cross-validation generator or iterable, default=None
@@ -304,6 +341,10 @@ class VectorizedGridSearchCV(_VectorizedSearch, GridSearchCV):
         Seconds spent refitting the best candidate.
     multimetric_ : bool
         Whether several metrics were evaluated.
+    vectorized_ : bool
+        Whether the fits were trained as stacks. False on the CPU when the
+        network is too large for stacking to pay; the search then ran exactly
+        as scikit-learn's does.
 
     See Also
     --------
@@ -348,7 +389,8 @@ class VectorizedRandomizedSearchCV(_VectorizedSearch, RandomizedSearchCV):
     scoring : str, callable, list, tuple or dict, default=None
         As in :class:`~sklearn.model_selection.RandomizedSearchCV`.
     n_jobs : int, default=None
-        Ignored.
+        Jobs to run in parallel when the search runs one fit per job (see
+        ``vectorized_``); stacked training ignores it.
     refit : bool, str or callable, default=True
         Refit the best candidate on the whole data set.
     cv : int, cross-validation generator or iterable, default=None
@@ -384,6 +426,10 @@ class VectorizedRandomizedSearchCV(_VectorizedSearch, RandomizedSearchCV):
         Seconds spent refitting the best candidate.
     multimetric_ : bool
         Whether several metrics were evaluated.
+    vectorized_ : bool
+        Whether the fits were trained as stacks. False on the CPU when the
+        network is too large for stacking to pay; the search then ran exactly
+        as scikit-learn's does.
 
     See Also
     --------

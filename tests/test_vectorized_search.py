@@ -232,3 +232,27 @@ def test_ensemble_regressor_averages_members():
     assert ens.score(X, y / 100) > 0.9
     with pytest.raises(ValueError, match="n_estimators"):
         LargeMLPEnsembleRegressor(n_estimators=0).fit(X, y)
+
+
+def test_large_cpu_networks_run_as_sklearn_search():
+    # On the CPU, networks too big to gain from stacking run as GridSearchCV
+    # does (same results), so the vectorised search is never slower than it.
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import GridSearchCV
+
+    from sknn_large import LargeMLPClassifier
+    from sknn_large.model_selection import VectorizedGridSearchCV
+
+    X, y = make_classification(n_samples=300, n_features=50, random_state=0)
+    est = LargeMLPClassifier(
+        hidden_layer_sizes=(256, 256), max_iter=2, device="cpu", random_state=0
+    )
+    grid = {"alpha": [1e-4, 1e-2]}
+    ours = VectorizedGridSearchCV(est, grid, cv=2).fit(X, y)
+    theirs = GridSearchCV(est, grid, cv=2).fit(X, y)
+    assert not ours.vectorized_
+    np.testing.assert_array_equal(
+        ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"]
+    )
+    small = VectorizedGridSearchCV(est.set_params(hidden_layer_sizes=(8,)), grid, cv=2)
+    assert small.fit(X, y).vectorized_
