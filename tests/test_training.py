@@ -362,3 +362,24 @@ def test_diagnostics_go_to_logging(iris, caplog):
     with caplog.at_level("DEBUG", logger="sknn_large"):
         LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=2, device="cpu").fit(X, y)
     assert any("ResidentFeed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "rmsprop"])
+def test_l2_as_coupled_decay_equals_loss_term(solver, iris):
+    # The fast path (L2 applied inside the optimizer step) trains and reports
+    # exactly what differentiating the L2 loss term does (the sample-weighted
+    # path, with unit weights).
+    X, y = iris
+    kw = dict(
+        hidden_layer_sizes=(8,),
+        solver=solver,
+        alpha=0.3,
+        batch_size=32,  # 150 rows: the last batch is smaller
+        max_iter=5,
+        precision="float64",
+        random_state=0,
+    )
+    fast = LargeMLPClassifier(**kw).fit(X, y)
+    term = LargeMLPClassifier(**kw).fit(X, y, sample_weight=np.ones(len(y)))
+    np.testing.assert_allclose(fast.coefs_[0], term.coefs_[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fast.loss_curve_, term.loss_curve_, rtol=1e-10)

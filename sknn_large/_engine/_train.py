@@ -20,10 +20,12 @@ from ._config import TrainConfig, TrainState
 from ._losses import _LOSSES, weighted_mean
 from ._network import linear_layers
 from ._optim import (
+    coupled_l2,
     current_learning_rate,
     learning_rate_after_epoch,
     make_optimizer,
     penalty,
+    set_coupled_decay,
     set_learning_rate,
 )
 
@@ -37,21 +39,34 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def _batch_loss(
-    module: nn.Module, x: torch.Tensor, y: torch.Tensor, w, cfg: TrainConfig
+    module: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w,
+    cfg: TrainConfig,
+    decay: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (objective to differentiate, value to report) for one batch."""
+    """Return (objective to differentiate, value to report) for one batch.
+
+    ``decay`` > 0 means the optimizer applies the L2 term as coupled weight
+    decay: it is left out of the objective and only added to the report.
+    """
     loss = _LOSSES[cfg.loss]
     with _autocast(x.device, cfg.autocast_dtype):
         raw = module(x)
     per_sample = loss.per_sample(raw.to(x.dtype), y)
     data = weighted_mean(per_sample, w)
-    pen = penalty([layer.weight for layer in linear_layers(module)], cfg)
-    objective = data
-    if pen is not None:
-        objective = objective + pen / (x.shape[0] if w is None else w.sum())
-    if not loss.divide_by_outputs or raw.shape[1] == 1:
-        return objective, objective
-    report = objective - data + data / raw.shape[1]
+    n = x.shape[0] if w is None else w.sum()
+    weights = [layer.weight for layer in linear_layers(module)]
+    pen = penalty(weights, cfg, l2_in_loss=decay == 0.0)
+    objective = data if pen is None else data + pen / n
+    report = objective
+    if loss.divide_by_outputs and raw.shape[1] > 1:
+        report = objective - data + data / raw.shape[1]
+    if decay:
+        with torch.no_grad():
+            norms = torch._foreach_norm(weights)
+            report = report + 0.5 * decay * torch.stack(norms).square().sum() / n
     return objective, report
 
 
@@ -60,11 +75,14 @@ def _train_step(
     optimizer: torch.optim.Optimizer,
     batch,
     cfg: TrainConfig,
+    decay: float = 0.0,
 ) -> torch.Tensor:
     """One optimizer step; returns the reported batch loss times its size."""
     x, y, w = batch
+    if decay:
+        set_coupled_decay(optimizer, decay / x.shape[0])
     optimizer.zero_grad(set_to_none=True)
-    objective, report = _batch_loss(module, x, y, w, cfg)
+    objective, report = _batch_loss(module, x, y, w, cfg, decay)
     objective.backward()
     optimizer.step()
     return report.detach() * x.shape[0]
@@ -73,9 +91,10 @@ def _train_step(
 def _run_epoch(module, optimizer, feed, cfg: TrainConfig, state: TrainState) -> float:
     """One pass over the data; the only host synchronisation is at the end."""
     module.train()
+    decay = coupled_l2(cfg, weighted=feed.w is not None)
     total = None
     for batch in feed.batches(state.generator, cfg.shuffle):
-        step = _train_step(module, optimizer, batch, cfg)
+        step = _train_step(module, optimizer, batch, cfg, decay)
         total = step if total is None else total + step
     return float(total) / feed.n_samples
 
