@@ -731,14 +731,18 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
     def _raw_output_validated(self, X) -> np.ndarray:
         param = next(self.module_.parameters())
         self.module_.eval()
-        blocks = []
         block = _PREDICT_ROWS.get(param.device.type, _PREDICT_ROWS_ACCELERATOR)
         rows = min(X.shape[0], block)
+        # One preallocated result: a list of per-block outputs kept the
+        # allocator from reusing the blocks' activations (+1 GB over 1M rows).
+        out = np.empty((X.shape[0], self.n_outputs_), dtype=self._output_dtype)
         with torch.inference_mode(), threads_for(self.module_, rows):
+            start = 0
             for xb in iter_row_blocks(X, block, param.device, param.dtype):
-                blocks.append(self.module_(xb).cpu())
-        raw = torch.cat(blocks).numpy()
-        return raw.astype(self._output_dtype, copy=False)
+                stop = start + xb.shape[0]
+                out[start:stop] = self.module_(xb).cpu().numpy()
+                start = stop
+        return out
 
     def _output(self, raw: np.ndarray) -> np.ndarray:
         """Apply ``out_activation_`` to raw outputs."""
