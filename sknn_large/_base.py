@@ -394,13 +394,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             not self.warm_start and not incremental
         )
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
-        class_sw = self._class_sample_weight(Y)
-        if class_sw is not None:
-            sample_weight = (
-                class_sw if sample_weight is None else sample_weight * class_sw
-            )
+        sample_weight = self._sample_weight(sample_weight, X, Y)
         rng = self._random_generator()
         resume = self._checkpoint_to_resume(X, incremental)
         if resume is not None:
@@ -408,34 +402,9 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             # initial network and early-stopping split as the interrupted run.
             rng = _checkpoint.rng_from_payload(resume["rng_start"])
         rng_start = _checkpoint.rng_to_payload(rng) if self.checkpoint else None
-        if first_pass:
-            self.device_ = worker_device(self.device)
-            self._param_dtype = self._dtypes(X)
-            # Fitted arrays and predictions follow the input's dtype, as in sklearn.
-            self._output_dtype = X.dtype
-            self.n_outputs_ = Y.shape[1]
-            self.out_activation_ = _LOSSES[self._loss_name()].out_activation
-            self._initialize(X.shape[1], rng)
-        else:
-            self._prepare_continuation()
-        if resume is not None:
-            _checkpoint.restore_state(resume, self.module_, self._state)
-            _log.info(
-                "Resuming from checkpoint %s after epoch %d",
-                os.fspath(self.checkpoint),
-                self._state.n_iter,
-            )
+        self._setup_network(X, Y, rng, first_pass, resume)
         ctx = self._begin_callbacks(X, y, incremental)
-        end_hooks = []
-        if self.checkpoint and not incremental:
-            end_hooks.append(self._checkpoint_hook(self._fingerprint(X), rng_start))
-        begin = None
-        if ctx is not None:
-            begin, end = self._callback_hooks(ctx)
-            end_hooks.append(end)
-        bar = self._progress_bar(incremental)
-        if bar is not None:
-            end_hooks.append(bar)
+        begin, end_hooks, bar = self._epoch_hooks(X, ctx, incremental, rng_start)
         try:
             self._train(
                 X,
@@ -458,6 +427,49 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
                 estimator=self, X=X, y=y, reconstruction_attributes={}
             )
         return self
+
+    def _sample_weight(self, sample_weight, X, Y):
+        """User sample weights times class weights, or None."""
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        class_sw = self._class_sample_weight(Y)
+        if class_sw is None:
+            return sample_weight
+        return class_sw if sample_weight is None else sample_weight * class_sw
+
+    def _setup_network(self, X, Y, rng, first_pass: bool, resume) -> None:
+        """A fresh network (first pass), else the existing one on its device."""
+        if first_pass:
+            self.device_ = worker_device(self.device)
+            self._param_dtype = self._dtypes(X)
+            # Fitted arrays and predictions follow the input's dtype, as in sklearn.
+            self._output_dtype = X.dtype
+            self.n_outputs_ = Y.shape[1]
+            self.out_activation_ = _LOSSES[self._loss_name()].out_activation
+            self._initialize(X.shape[1], rng)
+        else:
+            self._prepare_continuation()
+        if resume is not None:
+            _checkpoint.restore_state(resume, self.module_, self._state)
+            _log.info(
+                "Resuming from checkpoint %s after epoch %d",
+                os.fspath(self.checkpoint),
+                self._state.n_iter,
+            )
+
+    def _epoch_hooks(self, X, ctx, incremental: bool, rng_start):
+        """(begin hook, end hooks, progress bar) for this training call."""
+        end_hooks = []
+        if self.checkpoint and not incremental:
+            end_hooks.append(self._checkpoint_hook(self._fingerprint(X), rng_start))
+        begin = None
+        if ctx is not None:
+            begin, end = self._callback_hooks(ctx)
+            end_hooks.append(end)
+        bar = self._progress_bar(incremental)
+        if bar is not None:
+            end_hooks.append(bar)
+        return begin, end_hooks, bar
 
     def _progress_bar(self, incremental: bool):
         """A live bar for verbose=1 in a terminal or notebook; else None.
