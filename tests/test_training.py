@@ -383,3 +383,18 @@ def test_l2_as_coupled_decay_equals_loss_term(solver, iris):
     term = LargeMLPClassifier(**kw).fit(X, y, sample_weight=np.ones(len(y)))
     np.testing.assert_allclose(fast.coefs_[0], term.coefs_[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(fast.loss_curve_, term.loss_curve_, rtol=1e-10)
+
+
+def test_small_device_budget_streams_and_matches_resident(iris, monkeypatch, caplog):
+    # Data over the device budget is streamed in chunks; with shuffle=False the
+    # streamed fit equals the resident one exactly.
+    from sknn_large import _data
+
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(8,), batch_size=16, shuffle=False, max_iter=3)
+    resident = LargeMLPClassifier(random_state=0, **kw).fit(X, y)
+    monkeypatch.setattr(_data, "free_device_bytes", lambda device: 1024.0)
+    with caplog.at_level("DEBUG", logger="sknn_large"):
+        streamed = LargeMLPClassifier(random_state=0, **kw).fit(X, y)
+    assert any("StreamFeed" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(resident.coefs_[0], streamed.coefs_[0])
