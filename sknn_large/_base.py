@@ -25,12 +25,16 @@ from sklearn.utils.validation import (
 
 from . import _checkpoint, _progress
 from ._data import (
+    RowView,
     as_tensor,
     is_memory_mapped,
+    is_row_source,
     iter_host_blocks,
     iter_row_blocks,
     make_feed,
     rows_for_bytes,
+    stream_rows,
+    streams_from_source,
 )
 from ._device import check_device_spec
 from ._engine import (
@@ -82,22 +86,39 @@ _CHECK_BLOCK_BYTES = 64 * 2**20
 
 
 def _validate_data(estimator, X="no_validation", y="no_validation", **kwargs):
-    """scikit-learn's ``validate_data``, keeping memory-mapped ``X`` on disk.
+    """scikit-learn's ``validate_data``, keeping out-of-core ``X`` where it is.
 
     scikit-learn's finite check sums the whole array, which maps every page of
-    a memory-mapped file into the process at once. For memory-mapped ``X`` the
-    check runs block by block instead, each block's pages released after it;
-    the error messages are scikit-learn's.
+    a memory-mapped file into the process at once, and its conversion reads a
+    lazy array-like (``h5py.Dataset``, ``zarr.Array``) whole into memory. For
+    those ``X`` the finite check runs block by block instead, each block
+    released after it, and a lazy array-like comes back as a
+    :class:`~sknn_large._data.RowView` that the training and prediction feeds
+    stream. The error messages are scikit-learn's.
     """
     mapped = is_memory_mapped(X)
-    if mapped:
-        kwargs["ensure_all_finite"] = False
+    # scikit-learn would convert a mapped file of another dtype in one copy.
+    lazy = is_row_source(X) or (mapped and X.dtype not in (np.float32, np.float64))
+    if not (lazy or mapped):
+        return validate_data(estimator, X, y, **kwargs)
+    kwargs["ensure_all_finite"] = False
+    source = X
+    if lazy:
+        # A read-only broadcast of the first row stands in for X: scikit-learn
+        # checks the shape, the features and y against it without reading X.
+        n, d = X.shape
+        head = np.asarray(X[: min(n, 1)])
+        if head.dtype not in (np.float32, np.float64):
+            head = head.astype(np.float64)
+        X = np.broadcast_to(head, (n, d)) if n else head
     out = validate_data(estimator, X, y, **kwargs)
-    if mapped:
-        X_valid = out[0] if isinstance(out, tuple) else out
-        rows = rows_for_bytes(X_valid, _CHECK_BLOCK_BYTES)
-        for block in iter_host_blocks(X_valid, rows):
-            assert_all_finite(block, input_name="X")
+    X_valid = out[0] if isinstance(out, tuple) else out
+    if lazy:
+        X_valid = RowView(source, dtype=X_valid.dtype)
+        out = (X_valid, out[1]) if isinstance(out, tuple) else X_valid
+    rows = rows_for_bytes(X_valid, _CHECK_BLOCK_BYTES)
+    for block in iter_host_blocks(X_valid, rows):
+        assert_all_finite(block, input_name="X")
     return out
 
 
@@ -347,7 +368,15 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         )
 
     def _split_validation(self, X, Y, sample_weight, rng):
-        """Hold out ``validation_fraction`` of the data (stratified for classes)."""
+        """Hold out ``validation_fraction`` of the data (stratified for classes).
+
+        Data read from where it lives (a memory-mapped file, a lazy array-like)
+        is split by row number instead of copied: both parts become sorted
+        :class:`~sknn_large._data.RowView` s of it, so memory stays bounded.
+        The held-out rows are those an in-memory split of the same data picks.
+        """
+        if streams_from_source(X):
+            return self._split_validation_rows(X, Y, sample_weight, rng)
         stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
         arrays = [X, Y] if sample_weight is None else [X, Y, sample_weight]
         parts = train_test_split(
@@ -365,14 +394,39 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         sw_val = None if sample_weight is None else parts[5]
         return parts[0], parts[2], sw_train, parts[1], parts[3], sw_val
 
+    def _split_validation_rows(self, X, Y, sample_weight, rng):
+        rows = np.arange(X.shape[0])[:, None]
+        tr, _, _, va, _, _ = self._split_validation(rows, Y, None, rng)
+        view = X if isinstance(X, RowView) else RowView(X)
+        parts = []
+        for index in (np.sort(tr[:, 0]), np.sort(va[:, 0])):
+            sw = None if sample_weight is None else sample_weight[index]
+            parts.append((view.subset(index), Y[index], sw))
+        return (*parts[0], *parts[1])
+
     def _validator(self, X_val, Y_val, sw_val):
-        """A ``module -> score`` closure with the validation data on the device."""
-        x = iter_row_blocks(X_val, X_val.shape[0], self.device_, self._param_dtype[0])
-        x = next(x)
+        """A ``module -> score`` closure over the validation data.
+
+        In-memory validation data moves to the device once; data read from
+        where it lives is streamed through the network in blocks each time.
+        """
+        device, dtype = self.device_, self._param_dtype[0]
+        if streams_from_source(X_val):
+            rows = stream_rows(X_val)
+
+            def outputs(module):
+                blocks = iter_row_blocks(X_val, rows, device, dtype)
+                return torch.cat([module(x).float().cpu() for x in blocks])
+
+        else:
+            x = next(iter_row_blocks(X_val, X_val.shape[0], device, dtype))
+
+            def outputs(module):
+                return module(x).float().cpu()
 
         def validate(module):
             with torch.inference_mode():
-                raw = module(x).float().cpu().numpy().astype(np.float64)
+                raw = outputs(module).numpy().astype(np.float64)
             return self._score_fitted(raw, Y_val, sw_val)
 
         return validate

@@ -186,10 +186,146 @@ def iter_host_blocks(X, rows: int) -> Iterator[np.ndarray]:
         release_rows(X, s, e)
 
 
+def stream_rows(X) -> int:
+    """Rows of ``X`` read at a time when streaming it (about 64 MiB)."""
+    return rows_for_bytes(X, _DEFAULT_CHUNK_BYTES)
+
+
 def rows_for_bytes(X, nbytes: float) -> int:
     """How many rows of ``X`` fit in ``nbytes`` (at least one)."""
     itemsize = getattr(getattr(X, "dtype", None), "itemsize", 8)
     return max(1, int(nbytes // max(1, X.shape[1] * itemsize)))
+
+
+# --------------------------------------------------------- lazy row sources
+
+
+def is_row_source(X) -> bool:
+    """Whether ``X`` is a 2-D numeric array-like read lazily by row slices.
+
+    True for array-likes that hold no memory buffer of their own, such as an
+    ``h5py.Dataset``, a ``zarr.Array`` or a Dask array: they are streamed from
+    where they live instead of being read whole. NumPy arrays, sparse matrices,
+    tensors and anything exposing a memory buffer are not row sources.
+
+    Parameters
+    ----------
+    X : object
+        Anything.
+
+    Returns
+    -------
+    bool
+    """
+    if isinstance(X, np.ndarray | torch.Tensor) or sp.issparse(X):
+        return False
+    if any(
+        hasattr(X, attr)
+        for attr in ("__array_interface__", "__cuda_array_interface__", "__dlpack__")
+    ):
+        return False
+    shape, dtype = getattr(X, "shape", None), getattr(X, "dtype", None)
+    if shape is None or dtype is None or not hasattr(X, "__getitem__"):
+        return False
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        return False
+    return (
+        len(shape) == 2
+        and all(isinstance(n, int | np.integer) for n in shape)
+        and kind in "biuf"
+    )
+
+
+class RowView:
+    """Rows of a row-sliceable source, all of them or a sorted subset.
+
+    It reads ``source[a:b]`` (one contiguous span per request) and returns a
+    private, writable NumPy array of ``dtype``, so the feeds treat it like any
+    other array sliced by rows while the data stays where it is: in a file, a
+    memory map, a remote store.
+
+    Parameters
+    ----------
+    source : array-like of shape (n_rows, n_features)
+        Anything whose row slices ``source[a:b]`` convert to NumPy arrays: a
+        memory-mapped array, an ``h5py.Dataset``, a ``zarr.Array``.
+    index : array-like of int, default=None
+        Increasing row numbers of ``source`` this view holds; all rows if None.
+    dtype : dtype, default=None
+        Dtype of the arrays returned; the source's if None.
+    """
+
+    ndim = 2
+
+    def __init__(self, source, index=None, dtype=None):
+        self.source = source
+        self.index = None if index is None else np.asarray(index, dtype=np.intp)
+        n = source.shape[0] if self.index is None else self.index.shape[0]
+        self.shape = (int(n), int(source.shape[1]))
+        self.dtype = np.dtype(source.dtype if dtype is None else dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("RowView supports contiguous row slices only")
+        start, stop, _ = key.indices(self.shape[0])
+        if stop <= start:
+            return np.empty((0, self.shape[1]), dtype=self.dtype)
+        if self.index is None:
+            return self._span(start, stop)
+        return self._gather(self.index[start:stop])
+
+    def _span(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the source, as a private array."""
+        if is_memory_mapped(self.source):
+            _will_read_rows(self.source, start, stop)
+            block = np.array(self.source[start:stop], self.dtype, order="C", copy=True)
+            release_rows(self.source, start, stop)
+            return block
+        block = np.asarray(self.source[start:stop])
+        # Stores (HDF5, zarr) hand back fresh arrays; an ndarray gives a view.
+        if isinstance(self.source, np.ndarray):
+            return np.array(block, self.dtype, order="C", copy=True)
+        return np.asarray(block, self.dtype, order="C")
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (increasing) of the source, as a private array.
+
+        They are read in runs spanning at most ``len(rows)`` source rows: a
+        sparse subset (say the 10% held out for validation) then never maps or
+        reads much more than the rows it returns.
+        """
+        out = np.empty((rows.shape[0], self.shape[1]), dtype=self.dtype)
+        mapped = is_memory_mapped(self.source)
+        i, n = 0, rows.shape[0]
+        while i < n:
+            lo = int(rows[i])
+            j = max(i + 1, int(np.searchsorted(rows, lo + n, side="left")))
+            hi = int(rows[j - 1]) + 1
+            if mapped:
+                # A gather touches only the pages of the wanted rows.
+                _will_read_rows(self.source, lo, hi)
+                out[i:j] = np.take(self.source, rows[i:j], axis=0)
+                release_rows(self.source, lo, hi)
+            else:
+                out[i:j] = np.asarray(self.source[lo:hi])[rows[i:j] - lo]
+            i = j
+        return out
+
+    def subset(self, index) -> RowView:
+        """The view of rows ``index`` (increasing) of this view."""
+        index = np.asarray(index, dtype=np.intp)
+        rows = index if self.index is None else self.index[index]
+        return RowView(self.source, rows, self.dtype)
+
+
+def streams_from_source(X) -> bool:
+    """Whether ``X`` is read from where it lives (a mapped file, a row source)."""
+    return isinstance(X, RowView) or is_memory_mapped(X)
 
 
 # ------------------------------------------------------------------ tensors
