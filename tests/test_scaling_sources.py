@@ -258,3 +258,17 @@ def test_early_stopping_on_memmap_keeps_memory_bounded(tmp_path):
     file_mb = path.stat().st_size / 2**20
     growth = mb["peak"] - mb["start"]
     assert growth < 0.35 * file_mb, (growth, file_mb)
+
+
+def test_dask_array_streams_block_by_block():
+    # A Dask array is a row source too: each chunk is computed when it is read.
+    da = pytest.importorskip("dask.array")
+    X, y = _data()
+    Xd = da.from_array(X, chunks=(100, X.shape[1]))
+    assert is_row_source(Xd)
+    streamed = LargeMLPClassifier(**_PARAMS).fit(Xd, y)
+    in_ram = LargeMLPClassifier(**_PARAMS).fit(X, y)
+    _assert_same_fit(in_ram, streamed)
+    pred = streamed.predict(Xd)
+    assert isinstance(pred, np.ndarray)
+    np.testing.assert_array_equal(pred, in_ram.predict(X))
