@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from ._engine import _ACTIVATIONS, _LOSSES, TrainConfig, TrainState
-from ._engine._optim import _l1_strength, _l2_strength
+from ._engine._network import linear_layers
+from ._engine._optim import _l1_strength, _l2_strength, make_optimizer
 from ._engine._train import single_threaded_below
 
 # Bytes the stacked members may take on the CPU when no budget is given.
@@ -73,6 +74,12 @@ class Member:
         stopping.
     val_rows : Tensor or None
         Indices of the member's validation rows in the shared ``X``.
+    optimizer_state : dict of str to list of Tensor or None
+        Set when the member finishes: its optimizer buffers (``exp_avg``,
+        ``momentum_buffer``...) per parameter, in the stack's layout (weights
+        ``(fan_in, fan_out)`` then biases), on the CPU.
+    n_steps : int
+        Optimizer steps the member took (Adam's bias-correction count).
     """
 
     cfg: TrainConfig
@@ -87,6 +94,10 @@ class Member:
     lr: float = field(init=False, default=0.0)
     best: list[torch.Tensor] | None = field(init=False, default=None)
     dropout_gen: torch.Generator | None = field(init=False, default=None)
+    optimizer_state: dict[str, list[torch.Tensor]] | None = field(
+        init=False, default=None
+    )
+    n_steps: int = field(init=False, default=0)
 
 
 def _hyper(members: Sequence[Member], device, dtype) -> dict[str, torch.Tensor]:
@@ -484,13 +495,21 @@ def _diverge(stack: _Stack, k: int, last_good: list[torch.Tensor]) -> None:
 
 
 def _finish(stack: _Stack, k: int) -> None:
-    """Hand member ``k``'s final (or best) weights back to it."""
+    """Hand member ``k``'s final (or best) weights and its optimizer state back."""
     m = stack.members[k]
     params = m.best if (m.cfg.early_stopping and m.best is not None) else None
     params = params or stack.member_params(k)
     n = len(stack.weights)
     m.coefs = [p.detach().cpu() for p in params[:n]]
     m.intercepts = [p.detach().cpu() for p in params[n:]]
+    # The final (not the best) buffers, as a model trained alone keeps them:
+    # partial_fit continues from them. The CPU copy keeps a large search's
+    # finished members from holding accelerator memory.
+    m.optimizer_state = {
+        name: [s[k].detach().cpu().clone() for s in bufs]
+        for name, bufs in stack.opt.items()
+    }
+    m.n_steps = int(stack.step[k])
 
 
 def _epoch(stack: _Stack, X, y, group: _Group) -> None:
@@ -693,8 +712,6 @@ def _prepare(est, X, y, rows, sample_weight) -> _Prepared:
 
 
 def _initial_weights(module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    from ._engine._network import linear_layers
-
     layers = linear_layers(module)
     coefs = [layer.weight.detach().T.cpu().clone() for layer in layers]
     return coefs, [layer.bias.detach().cpu().clone() for layer in layers]
@@ -739,16 +756,92 @@ def _shared_tensors(group: list[_Prepared], X: np.ndarray):
     return X_t, torch.as_tensor(table).to(device, target_dtype)
 
 
+# Buffers torch's optimizers keep per parameter, by solver; "step" is added
+# for those that count steps. SGD and RMSprop keep a momentum buffer only
+# when momentum is nonzero.
+_TORCH_BUFFERS = {
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adamw": ("exp_avg", "exp_avg_sq"),
+    "sgd": ("momentum_buffer",),
+    "rmsprop": ("square_avg", "momentum_buffer"),
+}
+_COUNTS_STEPS = frozenset({"adam", "adamw", "rmsprop"})
+
+
+def _as_parameters(module, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Stack-layout tensors as copies of ``module.parameters()``.
+
+    ``tensors`` holds weights ``(fan_in, fan_out)`` then biases; the result
+    follows the order, shapes, dtype and device of the module's parameters
+    (a model trained alone snapshots those for early stopping).
+    """
+    layers = linear_layers(module)
+    n = len(layers)
+    by_param = {}
+    for layer, w, b in zip(layers, tensors[:n], tensors[n:], strict=True):
+        by_param[id(layer.weight)] = w.T
+        by_param[id(layer.bias)] = b
+    return [by_param[id(q)].to(q).contiguous() for q in module.parameters()]
+
+
+def _optimizer_state(est, m: Member) -> dict:
+    """The member's optimizer state as the ``state_dict`` of torch's optimizer.
+
+    A model trained alone keeps ``optimizer.state_dict()`` in its
+    ``TrainState`` and ``partial_fit`` loads it; building the same dict from
+    the stacked buffers lets a vectorised member continue the same way (Adam's
+    moments and step count, momentum, the current learning rate).
+    """
+    # The optimizer torch would build for this network gives the exact layout
+    # (parameter groups, hyper-parameters, parameter indices).
+    layout = make_optimizer(est.module_, m.cfg).state_dict()
+    for group in layout["param_groups"]:
+        # The schedules (adaptive, invscaling) may have moved the rate.
+        group["lr"] = m.lr
+    names = [
+        name
+        for name in _TORCH_BUFFERS[m.cfg.solver]
+        if name != "momentum_buffer" or m.cfg.momentum > 0
+    ]
+    n = len(linear_layers(est.module_))
+    state = {}
+    for i in range(2 * n):  # group 0 holds the weights, group 1 the biases
+        entry = {}
+        for name in names:
+            t = m.optimizer_state[name][i]
+            entry[name] = (t.T if i < n else t).contiguous()
+        if m.cfg.solver in _COUNTS_STEPS:
+            entry["step"] = torch.tensor(float(m.n_steps), dtype=torch.float32)
+        if entry:
+            state[i] = entry
+    layout["state"] = state
+    return layout
+
+
 def _publish(p: _Prepared) -> None:
-    """Load the trained weights into the estimator and set its attributes."""
+    """Load the trained weights into the estimator and set its attributes.
+
+    Besides the weights, the member's ``TrainState`` gets what a model trained
+    alone keeps for the next call: the optimizer state, the best weights of
+    early stopping and the dropout stream's position, so ``partial_fit`` or a
+    warm start continue from the member as from that model.
+    """
     from ._engine import set_coefs
 
     est, m = p.est, p.member
     set_coefs(est.module_, m.coefs, m.intercepts)
-    est._state.optimizer_state = None
-    est._state.dropout_rng = None
-    est._publish(est._state)
-    est._report(est._state, m.cfg, False)
+    st = est._state
+    st.optimizer_state = _optimizer_state(est, m)
+    st.best_params = None if m.best is None else _as_parameters(est.module_, m.best)
+    # A model trained alone on the CPU draws its dropout masks from the global
+    # generator, whose state is the member's own stream here. On an
+    # accelerator it would draw from the device's generator, which the member
+    # never had: None makes the next call start afresh from the dropout seed.
+    st.dropout_rng = None
+    if est.device_.type == "cpu":
+        st.dropout_rng = ("cpu", m.dropout_gen.get_state())
+    est._publish(st)
+    est._report(st, m.cfg, False)
 
 
 def _fit_alone(est, X, y, rows, sample_weight):

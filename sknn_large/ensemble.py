@@ -73,7 +73,8 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
     Attributes
     ----------
     estimators_ : list of LargeMLPClassifier
-        The fitted members.
+        The fitted members. Each keeps its optimizer state, so ``partial_fit``
+        on a member continues as on the same network fitted alone.
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     n_features_in_ : int
@@ -269,7 +270,8 @@ class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
     Attributes
     ----------
     estimators_ : list of LargeMLPRegressor
-        The fitted members.
+        The fitted members. Each keeps its optimizer state, so ``partial_fit``
+        on a member continues as on the same network fitted alone.
     n_features_in_ : int
         Number of features seen during fit.
 

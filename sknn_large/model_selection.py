@@ -6,6 +6,13 @@ and :class:`~sklearn.model_selection.RandomizedSearchCV` and fill the same
 fitted attributes. Instead of fitting one model per job, they stack all fits
 that share an architecture into one vectorised training run (see
 ``docs/vectorized.rst``) and score each member with scikit-learn's scorers.
+
+Fit parameters follow GridSearchCV: per-sample arrays (``sample_weight``) are
+split with the folds, ``groups`` goes to the splitter, ``step__param`` keys
+reach a pipeline's steps, and with metadata routing enabled
+:func:`~sklearn.utils.metadata_routing.process_routing` decides, as it does for
+GridSearchCV. Parameters the stacked run cannot honour make the search run as
+scikit-learn's own, one fit per job.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import time
 import traceback
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import clone, is_classifier
 from sklearn.metrics._scorer import _MultimetricScorer
 from sklearn.model_selection import (
@@ -30,6 +38,8 @@ from sklearn.model_selection._validation import (
 )
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, indexable
+from sklearn.utils.metadata_routing import process_routing
+from sklearn.utils.validation import _check_method_params, _num_samples
 
 from ._base import _hidden_sizes
 from ._device import resolve_device
@@ -74,26 +84,107 @@ class _Fold:
         self.index, self.train, self.test = index, train, test
 
 
-def _transformed_folds(estimator, pre_params: dict, X, y, folds: list[_Fold]):
-    """Fit a pipeline's preprocessing on each fold; stack the training rows.
+def _routing_enabled() -> bool:
+    return bool(get_config().get("enable_metadata_routing", False))
 
-    Returns the stacked matrix, each fold's row indices in it, its targets and
-    each fold's fitted preprocessing steps.
+
+def _preprocessing(pipeline: Pipeline) -> Pipeline:
+    """A fresh pipeline of ``pipeline``'s preprocessing steps.
+
+    The final step becomes ``'passthrough'`` under its own name rather than
+    being dropped: every preprocessing step then stays a non-final step, so
+    metadata routing sends it what ``pipeline.fit`` would send it.
+    """
+    steps = clone(pipeline).steps
+    return Pipeline([*steps[:-1], (steps[-1][0], "passthrough")])
+
+
+def _step_fit_params(estimator, fit_params: dict) -> tuple[dict, dict]:
+    """(preprocessing, final-step) fit parameters, routed as ``Pipeline.fit`` would.
+
+    Without metadata routing, ``final__param`` keys go to the final step and
+    the rest to the preprocessing (which routes ``step__param`` itself). With
+    routing, :func:`process_routing` gives the final step its parameters and
+    the preprocessing gets those its steps consume, which it routes again.
     """
     if not isinstance(estimator, Pipeline):
-        return X, [f.train for f in folds], y, [None] * len(folds)
-    blocks, rows, targets, prefixes, offset = [], [], [], [], 0
+        return {}, dict(fit_params)
+    name = estimator.steps[-1][0]
+    if not _routing_enabled():
+        prefix = name + "__"
+        own = {
+            k[len(prefix) :]: v for k, v in fit_params.items() if k.startswith(prefix)
+        }
+        rest = {k: v for k, v in fit_params.items() if not k.startswith(prefix)}
+        return rest, own
+    routed = process_routing(estimator, "fit", **fit_params)
+    consumed = (
+        _preprocessing(estimator)
+        .get_metadata_routing()
+        .consumes("fit_transform", fit_params)
+    )
+    return {k: fit_params[k] for k in consumed}, dict(routed[name].fit)
+
+
+class _Training:
+    """The rows every member of one preprocessing setting trains on.
+
+    ``X``, ``y`` and ``sample_weight`` are shared by all members; ``rows[f]``
+    indexes fold ``f``'s training rows in them. ``prefixes[f]`` holds fold
+    ``f``'s fitted preprocessing (None for a bare estimator) and ``errors[f]``
+    the exception that fitting it raised, if any.
+    """
+
+    def __init__(self, X, y, sample_weight, rows, prefixes, errors):
+        self.X, self.y, self.sample_weight = X, y, sample_weight
+        self.rows, self.prefixes, self.errors = rows, prefixes, errors
+
+
+def _transformed_folds(estimator, pre_params: dict, X, y, folds, fit_params):
+    """Fit a pipeline's preprocessing on each fold; stack the training rows.
+
+    A bare estimator trains on ``X`` itself, each fold by its row indices.
+    For a pipeline, each fold's transformed training rows are stacked, with
+    their targets and the final step's sample weights in the same order.
+    """
+    if not isinstance(estimator, Pipeline):
+        sw = _step_fit_params(estimator, fit_params)[1].get("sample_weight")
+        sw = None if sw is None else np.asarray(sw)
+        n = len(folds)
+        return _Training(X, y, sw, [f.train for f in folds], [None] * n, [None] * n)
+    pipeline = clone(estimator).set_params(**pre_params)
+    blocks, targets, weights, rows, prefixes, errors = [], [], [], [], [], []
+    offset = 0
     for f in folds:
-        pre = Pipeline(clone(estimator).set_params(**pre_params).steps[:-1])
+        # Per-sample parameters follow the fold's rows, as in _fit_and_score.
+        fold_params = _check_method_params(X, params=fit_params, indices=f.train)
         y_train = _safe_indexing(y, f.train)
-        blocks.append(
-            np.asarray(pre.fit_transform(_safe_indexing(X, f.train), y_train))
-        )
-        rows.append(np.arange(offset, offset + len(f.train)))
+        pre = _preprocessing(pipeline)
+        try:
+            pre_fit, own = _step_fit_params(pipeline, fold_params)
+            block = np.asarray(
+                pre.fit_transform(_safe_indexing(X, f.train), y_train, **pre_fit)
+            )
+        except Exception as exc:  # fails this fold's jobs, as in GridSearchCV
+            rows.append(None)
+            prefixes.append(None)
+            errors.append(exc)
+            continue
+        blocks.append(block)
         targets.append(y_train)
-        prefixes.append(pre)
+        weights.append(own.get("sample_weight"))
+        rows.append(np.arange(offset, offset + len(f.train)))
+        prefixes.append(Pipeline(pre.steps[:-1]))
+        errors.append(None)
         offset += len(f.train)
-    return np.vstack(blocks), rows, np.concatenate(targets), prefixes
+    if not blocks:
+        return _Training(None, None, None, rows, prefixes, errors)
+    sw = None
+    if weights[0] is not None:
+        sw = np.concatenate([np.asarray(w) for w in weights])
+    return _Training(
+        np.vstack(blocks), np.concatenate(targets), sw, rows, prefixes, errors
+    )
 
 
 def _assemble(estimator, params: dict, prefix, fitted):
@@ -132,30 +223,37 @@ class _VectorizedSearch:
             Training vectors.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
-        **params : dict
-            Not supported (fit parameters, metadata routing); must be empty.
+        **params : dict of str -> object
+            Parameters for the estimator's ``fit``, the scorer and the CV
+            splitter, as in :meth:`sklearn.model_selection.GridSearchCV.fit`:
+            ``sample_weight`` (``step__sample_weight`` for a pipeline) is split
+            with the folds and reaches every fit and the refit, ``groups``
+            goes to the splitter, and with metadata routing enabled
+            :func:`~sklearn.utils.metadata_routing.process_routing` decides.
+            Parameters other than sample weights for the sknn_large step (or
+            a pipeline with ``transform_input``) make the search run as
+            scikit-learn's, one fit per job (``vectorized_`` is False).
 
         Returns
         -------
         self : object
             The fitted search.
         """
-        if params:
-            raise TypeError(
-                f"{type(self).__name__}.fit does not take fit parameters; got "
-                f"{sorted(params)}. Use GridSearchCV for those."
-            )
         candidates = list(self._candidates())
-        self.vectorized_ = self._stacking_pays(candidates, X, y)
+        stacked = self._stacking_pays(candidates, X, y)
+        self.vectorized_ = stacked and self._stackable_params(X, params)
         if not self.vectorized_:
             # scikit-learn's own search: one fit per job, spread over n_jobs.
-            return super().fit(X, y)
+            return super().fit(X, y, **params)
         scorers, refit_metric = self._get_scorers()
         X, y = indexable(X, y)
+        params = _check_method_params(X, params=params)
+        routed = self._get_routed_params_for_fit(params)
+        split = routed.splitter.split
         cv = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
-        self.n_splits_ = cv.get_n_splits(X, y)
-        folds = [_Fold(i, tr, te) for i, (tr, te) in enumerate(cv.split(X, y))]
-        out = self._evaluate(candidates, folds, X, y, scorers)
+        self.n_splits_ = cv.get_n_splits(X, y, **split)
+        folds = [_Fold(i, tr, te) for i, (tr, te) in enumerate(cv.split(X, y, **split))]
+        out = self._evaluate(candidates, folds, X, y, scorers, routed)
         _warn_or_raise_about_fit_failures(out, self.error_score)
         if callable(self.scoring):
             _insert_error_scores(out, self.error_score)
@@ -164,11 +262,42 @@ class _VectorizedSearch:
         if callable(self.scoring) and self.multimetric_:
             self._check_refit_for_multimetric(out[0]["test_scores"])
             refit_metric = self.refit
-        self._select_and_refit(results, refit_metric, X, y)
+        self._select_and_refit(results, refit_metric, X, y, routed.estimator.fit)
         is_multi = isinstance(scorers, _MultimetricScorer)
         self.scorer_ = scorers._scorers if is_multi else scorers
         self.cv_results_ = results
         return self
+
+    def _stackable_params(self, X, params: dict) -> bool:
+        """Whether the stacked run can honour these fit parameters.
+
+        It can pass the sknn_large step sample weights (one per row) and a
+        pipeline's preprocessing any parameters. Anything else would fail or
+        mean something the stacked run does not do, so those searches run as
+        scikit-learn's, which then behaves (or raises) exactly as it does.
+        Nothing here warns or raises: routing errors surface from that run.
+        """
+        if not params:
+            return True
+        est = self.estimator
+        if getattr(est, "transform_input", None) is not None:
+            return False
+        try:
+            if _routing_enabled():
+                fit = process_routing(self, "fit", **params).estimator.fit
+            else:
+                fit = {k: v for k, v in params.items() if k != "groups"}
+                if isinstance(est, Pipeline):
+                    names = {name for name, _ in est.steps}
+                    if any(k.split("__", 1)[0] not in names for k in fit):
+                        return False  # Pipeline.fit rejects these
+            own = _step_fit_params(est, fit)[1]
+        except Exception:
+            return False
+        if set(own) - {"sample_weight"}:
+            return False
+        sw = own.get("sample_weight")
+        return sw is None or (np.ndim(sw) == 1 and len(sw) == _num_samples(X))
 
     def _stacking_pays(self, candidates, X, y) -> bool:
         """Whether training the fits as stacks beats one fit per job.
@@ -196,7 +325,7 @@ class _VectorizedSearch:
                 return False
         return True
 
-    def _select_and_refit(self, results: dict, refit_metric, X, y) -> None:
+    def _select_and_refit(self, results: dict, refit_metric, X, y, fit_params):
         if self.refit or not self.multimetric_:
             self.best_index_ = self._select_best_index(
                 self.refit, refit_metric, results
@@ -210,13 +339,17 @@ class _VectorizedSearch:
                 **clone(self.best_params_, safe=False)
             )
             start = time.time()
-            self.best_estimator_ = best.fit(X, y)
+            self.best_estimator_ = best.fit(X, y, **fit_params)
             self.refit_time_ = time.time() - start
             if hasattr(best, "feature_names_in_"):
                 self.feature_names_in_ = best.feature_names_in_
 
-    def _evaluate(self, candidates, folds, X, y, scorer) -> list[dict]:
-        """Results of every (candidate, fold) job, candidate-major."""
+    def _evaluate(self, candidates, folds, X, y, scorer, routed) -> list[dict]:
+        """Results of every (candidate, fold) job, candidate-major.
+
+        ``routed`` holds the fit parameters routed to the estimator and the
+        scorer (``routed.estimator.fit``, ``routed.scorer.score``).
+        """
         n_folds = len(folds)
         out: list[dict | None] = [None] * (len(candidates) * n_folds)
         by_prefix: dict[str, list[int]] = {}
@@ -224,20 +357,28 @@ class _VectorizedSearch:
             pre, _ = _split_params(self.estimator, cand)
             by_prefix.setdefault(repr(sorted(pre.items(), key=str)), []).append(c)
         for members in by_prefix.values():
-            jobs = self._run_prefix(candidates, members, folds, X, y, scorer)
+            jobs = self._run_prefix(candidates, members, folds, X, y, scorer, routed)
             for (c, f), result in jobs.items():
                 out[c * n_folds + f] = result
         return out
 
-    def _run_prefix(self, candidates, members, folds, X, y, scorer) -> dict:
+    def _run_prefix(self, candidates, members, folds, X, y, scorer, routed):
         """Train and score the candidates sharing one preprocessing setting."""
         pre_params, _ = _split_params(self.estimator, candidates[members[0]])
-        Xt, rows, yt, prefixes = _transformed_folds(
-            self.estimator, pre_params, X, y, folds
+        data = _transformed_folds(
+            self.estimator, pre_params, X, y, folds, routed.estimator.fit
         )
-        if not hasattr(Xt, "tocsr"):  # sparse input stays sparse (fits alone)
+        Xt = data.X
+        if Xt is not None and not hasattr(Xt, "tocsr"):  # sparse stays sparse
             Xt = np.asarray(Xt)
-        jobs = [(c, f) for c in members for f in range(len(folds))]
+        results = {}
+        for f, exc in enumerate(data.errors):
+            if exc is not None:  # the fold's preprocessing failed: so do its jobs
+                for c in members:
+                    results[(c, f)] = self._failed_job(exc, scorer, folds[f], 0.0)
+        jobs = [
+            (c, f) for c in members for f in range(len(folds)) if data.errors[f] is None
+        ]
         estimators = [
             clone(_final_estimator(self.estimator, pre_params)).set_params(
                 **_split_params(self.estimator, candidates[c])[1]
@@ -245,36 +386,54 @@ class _VectorizedSearch:
             for c, _ in jobs
         ]
         start = time.time()
-        fitted = fit_vectorized(
-            estimators, Xt, np.asarray(yt), [rows[f] for _, f in jobs]
-        )
+        fitted = []
+        if jobs:
+            fitted = fit_vectorized(
+                estimators,
+                Xt,
+                np.asarray(data.y),
+                [data.rows[f] for _, f in jobs],
+                sample_weight=data.sample_weight,
+            )
         fit_time = (time.time() - start) / max(1, len(jobs))
-        results = {}
         for (c, f), model in zip(jobs, fitted, strict=True):
             if isinstance(model, BaseException):
-                result = _failed(
-                    model, scorer, self.error_score, self.return_train_score
-                )
-                result.update(fit_time=fit_time, score_time=0.0)
-            else:
-                model = _assemble(self.estimator, candidates[c], prefixes[f], model)
-                result = self._score_job(model, folds[f], X, y, scorer)
-                result["fit_time"] = fit_time
-            result["n_test_samples"] = len(folds[f].test)
+                results[(c, f)] = self._failed_job(model, scorer, folds[f], fit_time)
+                continue
+            model = _assemble(self.estimator, candidates[c], data.prefixes[f], model)
+            result = self._score_job(model, folds[f], X, y, scorer, routed)
+            result.update(fit_time=fit_time, n_test_samples=len(folds[f].test))
             results[(c, f)] = result
         return results
 
-    def _score_job(self, model, fold: _Fold, X, y, scorer) -> dict:
+    def _failed_job(self, exc, scorer, fold: _Fold, fit_time: float) -> dict:
+        result = _failed(exc, scorer, self.error_score, self.return_train_score)
+        result.update(fit_time=fit_time, score_time=0.0, n_test_samples=len(fold.test))
+        return result
+
+    def _score_job(self, model, fold: _Fold, X, y, scorer, routed) -> dict:
+        """Score one fitted job, with the scorer's parameters split by fold.
+
+        The scorer gets exactly what GridSearchCV routes to it
+        (``routed.scorer.score``), test or training rows of each.
+        """
         start = time.time()
+        score_params = routed.scorer.score
         X_test, y_test = _safe_indexing(X, fold.test), _safe_indexing(y, fold.test)
         error = self.error_score
+        test_params = _check_method_params(X, params=score_params, indices=fold.test)
         result = {
             "fit_error": None,
-            "test_scores": _score(model, X_test, y_test, scorer, None, error),
+            "test_scores": _score(model, X_test, y_test, scorer, test_params, error),
         }
         if self.return_train_score:
             X_tr, y_tr = _safe_indexing(X, fold.train), _safe_indexing(y, fold.train)
-            result["train_scores"] = _score(model, X_tr, y_tr, scorer, None, error)
+            train_params = _check_method_params(
+                X, params=score_params, indices=fold.train
+            )
+            result["train_scores"] = _score(
+                model, X_tr, y_tr, scorer, train_params, error
+            )
         result["score_time"] = time.time() - start
         return result
 
@@ -343,8 +502,9 @@ class VectorizedGridSearchCV(_VectorizedSearch, GridSearchCV):
         Whether several metrics were evaluated.
     vectorized_ : bool
         Whether the fits were trained as stacks. False on the CPU when the
-        network is too large for stacking to pay; the search then ran exactly
-        as scikit-learn's does.
+        network is too large for stacking to pay, or when ``fit`` got
+        parameters the stacked run cannot honour (see ``fit``); the search
+        then ran exactly as scikit-learn's does.
 
     See Also
     --------
@@ -428,8 +588,9 @@ class VectorizedRandomizedSearchCV(_VectorizedSearch, RandomizedSearchCV):
         Whether several metrics were evaluated.
     vectorized_ : bool
         Whether the fits were trained as stacks. False on the CPU when the
-        network is too large for stacking to pay; the search then ran exactly
-        as scikit-learn's does.
+        network is too large for stacking to pay, or when ``fit`` got
+        parameters the stacked run cannot honour (see ``fit``); the search
+        then ran exactly as scikit-learn's does.
 
     See Also
     --------

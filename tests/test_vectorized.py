@@ -204,3 +204,62 @@ def test_failed_member_is_reported_not_raised(iris_std):
         alone = clone(ests[0]).fit(X, y)
     assert isinstance(bad, ValueError)
     np.testing.assert_allclose(good.coefs_[0], alone.coefs_[0])
+
+
+def _continued_alone_and_vectorised(base, X, y, more):
+    """Fit ``base`` alone and as a vectorised member, then train both on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = clone(base).fit(X, y)
+        (vec,) = fit_vectorized([clone(base)], X, y)
+        (reset,) = fit_vectorized([clone(base)], X, y)
+        reset._state.optimizer_state = None  # what members used to carry
+        for est in (alone, vec, reset):
+            more(est)
+    return alone, vec, reset
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "adam", "dropout": 0.2},
+        {"solver": "adamw"},
+        {"solver": "sgd", "learning_rate": "invscaling", "learning_rate_init": 0.1},
+        {"solver": "rmsprop"},
+    ],
+)
+def test_partial_fit_continues_member_optimizer(params, iris_std):
+    # A member keeps its optimizer state (moments, step count, momentum, the
+    # scheduled rate) and dropout stream: partial_fit continues as it would
+    # from the same model fitted alone, not from a restarted optimizer.
+    X, y = iris_std
+    base = _classifier(random_state=0, **params)
+    alone, vec, reset = _continued_alone_and_vectorised(
+        base, X, y, lambda est: est.partial_fit(X, y)
+    )
+    _assert_same([alone], [vec])
+    assert not np.allclose(reset.coefs_[0], alone.coefs_[0], rtol=1e-6)
+
+
+def test_warm_start_continues_member_early_stopping(iris_std):
+    # A warm-started fit with early stopping keeps the best weights seen so
+    # far (the first fit's, here): the member publishes them as a model
+    # fitted alone keeps them.
+    X, y = iris_std
+    base = _classifier(
+        random_state=0,
+        warm_start=True,
+        early_stopping=True,
+        n_iter_no_change=2,
+        learning_rate_init=0.05,
+        max_iter=8,
+    )
+    alone, vec, _ = _continued_alone_and_vectorised(
+        base, X, y, lambda est: est.fit(X, y)
+    )
+    _assert_same([alone], [vec])
+    assert vec.validation_scores_ == alone.validation_scores_
+    # The continuation did not improve, so the first fit's best weights won.
+    assert max(alone.validation_scores_[-alone.n_iter_ :]) <= max(
+        alone.validation_scores_[: -alone.n_iter_]
+    )

@@ -170,12 +170,134 @@ def test_failed_fits_get_error_score(iris):
         )
 
 
-def test_fit_params_are_rejected(iris):
-    # Fit parameters are not routed; say so rather than silently drop them.
+def _weighted_case(iris):
+    # Standardised iris subsample with uneven weights; float64 members equal
+    # their separate fits, so every score can be compared tightly.
     X, y = iris
-    search = VectorizedGridSearchCV(LargeMLPClassifier(), {"alpha": [1e-4]})
-    with pytest.raises(TypeError, match="fit parameters"):
-        search.fit(X, y, sample_weight=np.ones(len(y)))
+    rows = np.random.RandomState(0).permutation(len(y))[:90]
+    X, y = X[rows], y[rows]
+    sw = np.random.RandomState(1).uniform(0.1, 3.0, len(y))
+    est = LargeMLPClassifier(
+        (6,),
+        max_iter=4,
+        batch_size=16,
+        learning_rate_init=0.05,
+        precision="float64",
+        device="cpu",
+        random_state=0,
+    )
+    return X, y, sw, est
+
+
+def _assert_same_scores(ref, vec, metrics, n_splits):
+    assert vec.vectorized_
+    assert vec.best_params_ == ref.best_params_
+    for m in metrics:
+        keys = [f"mean_test_{m}"] + [f"split{i}_test_{m}" for i in range(n_splits)]
+        for key in keys:
+            np.testing.assert_allclose(
+                vec.cv_results_[key], ref.cv_results_[key], rtol=1e-10, atol=1e-12
+            )
+
+
+def test_sample_weight_matches_sklearn_grid_search(iris):
+    # sample_weight is split with the folds, reaches every stacked fit, the
+    # scorer (as GridSearchCV routes it) and the refit, like GridSearchCV.
+    X, y, sw, est = _weighted_case(iris)
+    X = (X - X.mean(0)) / X.std(0)
+    grid = {"alpha": [1e-4, 1.0], "learning_rate_init": [0.01, 0.1]}
+    kw = dict(cv=3, scoring=["accuracy", "neg_log_loss"], refit="neg_log_loss")
+    kw["return_train_score"] = True
+    ref = GridSearchCV(est, grid, **kw).fit(X, y, sample_weight=sw)
+    vec = VectorizedGridSearchCV(est, grid, **kw).fit(X, y, sample_weight=sw)
+    _assert_same_scores(ref, vec, ("accuracy", "neg_log_loss"), 3)
+    np.testing.assert_allclose(
+        vec.cv_results_["mean_train_neg_log_loss"],
+        ref.cv_results_["mean_train_neg_log_loss"],
+        rtol=1e-10,
+    )
+    np.testing.assert_allclose(
+        vec.best_estimator_.coefs_[0], ref.best_estimator_.coefs_[0], rtol=1e-12
+    )
+    # The weights matter: the unweighted search scores differently.
+    plain = VectorizedGridSearchCV(est, grid, **kw).fit(X, y)
+    assert not np.allclose(
+        plain.cv_results_["mean_test_neg_log_loss"],
+        vec.cv_results_["mean_test_neg_log_loss"],
+    )
+    assert not np.allclose(
+        plain.best_estimator_.coefs_[0], vec.best_estimator_.coefs_[0]
+    )
+
+
+def test_pipeline_step_sample_weight_matches_sklearn(iris):
+    # est__sample_weight reaches the final step of each fold's pipeline,
+    # standardscaler__sample_weight its preprocessing, as in GridSearchCV.
+    X, y, sw, est = _weighted_case(iris)
+    pipe = make_pipeline(StandardScaler(), est)
+    grid = {
+        "largemlpclassifier__alpha": [1e-4, 1.0],
+        "standardscaler__with_mean": [True, False],
+    }
+    params = {
+        "largemlpclassifier__sample_weight": sw,
+        "standardscaler__sample_weight": sw[::-1].copy(),
+    }
+    ref = GridSearchCV(pipe, grid, cv=3).fit(X, y, **params)
+    vec = VectorizedGridSearchCV(pipe, grid, cv=3).fit(X, y, **params)
+    _assert_same_scores(ref, vec, ("score",), 3)
+    np.testing.assert_allclose(
+        vec.best_estimator_[-1].coefs_[0], ref.best_estimator_[-1].coefs_[0]
+    )
+    plain = VectorizedGridSearchCV(pipe, grid, cv=3).fit(X, y)
+    assert not np.array_equal(
+        plain.cv_results_["split0_test_score"], vec.cv_results_["split0_test_score"]
+    )
+
+
+def test_metadata_routing_matches_sklearn(iris):
+    # With metadata routing on, process_routing decides who gets the weights
+    # (here the scaler, the network and the scorer) and groups reach the
+    # splitter, exactly as for GridSearchCV.
+    import sklearn
+    from sklearn.metrics import get_scorer
+    from sklearn.model_selection import GroupKFold
+
+    X, y, sw, est = _weighted_case(iris)
+    groups = np.arange(len(y)) % 3
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_pipeline(
+            StandardScaler().set_fit_request(sample_weight=True),
+            est.set_fit_request(sample_weight=True),
+        )
+        scorer = get_scorer("neg_log_loss").set_score_request(sample_weight=True)
+        grid = {"largemlpclassifier__alpha": [1e-4, 1.0]}
+        kw = dict(cv=GroupKFold(3), scoring=scorer)
+        ref = GridSearchCV(pipe, grid, **kw).fit(X, y, sample_weight=sw, groups=groups)
+        vec = VectorizedGridSearchCV(pipe, grid, **kw).fit(
+            X, y, sample_weight=sw, groups=groups
+        )
+    _assert_same_scores(ref, vec, ("score",), 3)
+    np.testing.assert_allclose(
+        vec.best_estimator_[-1].coefs_[0], ref.best_estimator_[-1].coefs_[0]
+    )
+
+
+def test_fit_params_it_cannot_stack_run_as_sklearn(iris):
+    # Parameters the stacked run cannot honour run sklearn's own search, which
+    # then fails exactly as GridSearchCV does; a failing preprocessing fit
+    # fails its jobs as in GridSearchCV.
+    X, y, sw, est = _weighted_case(iris)
+    pipe = make_pipeline(StandardScaler(), est)
+    grid = {"largemlpclassifier__alpha": [1e-4]}
+    vec = VectorizedGridSearchCV(pipe, grid, cv=2)
+    with pytest.raises(ValueError, match="does not accept the sample_weight"):
+        vec.fit(X, y, sample_weight=sw)  # a pipeline needs step__sample_weight
+    assert not vec.vectorized_
+    search = VectorizedGridSearchCV(pipe, grid, cv=2, error_score="raise")
+    with pytest.raises(TypeError, match="bogus"):
+        search.fit(X, y, standardscaler__bogus=1)
+    assert search.vectorized_
 
 
 def test_ensemble_beats_its_members_on_digits():
@@ -212,6 +334,10 @@ def test_ensemble_members_equal_single_models(iris):
     ).fit(X, y)
     for m in ens.estimators_:
         alone = LargeMLPClassifier(**m.get_params()).fit(X, y)
+        np.testing.assert_allclose(m.coefs_[0], alone.coefs_[0], rtol=1e-9)
+        # Each member carries its optimizer state, so training continues alike.
+        m.partial_fit(X, y)
+        alone.partial_fit(X, y)
         np.testing.assert_allclose(m.coefs_[0], alone.coefs_[0], rtol=1e-9)
     assert list(ens.classes_) == [0, 1, 2]
 
