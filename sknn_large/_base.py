@@ -174,6 +174,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "device": [str, torch.device],
         "precision": [StrOptions(set(_PRECISIONS))],
+        "cuda_graphs": ["boolean"],
         "checkpoint": [str, os.PathLike, None],
         "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
     }
@@ -210,6 +211,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         dropout,
         device,
         precision,
+        cuda_graphs,
         checkpoint,
         checkpoint_every,
     ):
@@ -242,6 +244,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
         self.dropout = dropout
         self.device = device
         self.precision = precision
+        self.cuda_graphs = cuda_graphs
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
 
@@ -365,6 +368,7 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             incremental=incremental,
             resume=resume,
             autocast_dtype=self._param_dtype[1],
+            cuda_graphs=self.cuda_graphs,
         )
 
     def _split_validation(self, X, Y, sample_weight, rng):
@@ -570,7 +574,14 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _fingerprint(self, X) -> str:
         """What must match for a checkpoint to resume this fit."""
-        free = {"verbose", "max_iter", "checkpoint", "checkpoint_every", "warm_start"}
+        free = {
+            "verbose",
+            "max_iter",
+            "checkpoint",
+            "checkpoint_every",
+            "warm_start",
+            "cuda_graphs",  # replays the same steps: resuming either way is exact
+        }
         params = {k: v for k, v in self.get_params().items() if k not in free}
         classes = getattr(self, "classes_", None)
         classes = None if classes is None else np.asarray(classes).tolist()

@@ -102,6 +102,15 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         scikit-learn's arithmetic; 'bfloat16' keeps float32 weights and runs the
         forward pass under bfloat16 autocast (fast on recent GPUs and CPUs with
         bf16 units; changes results slightly).
+    cuda_graphs : bool, default=False
+        Capture the training step in a CUDA graph and replay it, when training
+        on a CUDA device with a stochastic solver (ignored elsewhere). Small
+        networks are then no longer bound by kernel-launch overhead. The step
+        replays the same kernels on the same data, so results match the plain
+        path up to floating-point non-determinism of GPU kernels; the last,
+        smaller batch of each epoch runs uncaptured, and the step is captured
+        again whenever the learning rate changes. Off by default until it has
+        been measured on more hardware (see the GPU guide).
     checkpoint : str, path-like or None, default=None
         File to checkpoint training to (stochastic solvers). Every
         ``checkpoint_every`` epochs the complete training state is written
@@ -206,6 +215,7 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         dropout=0.0,
         device="auto",
         precision="auto",
+        cuda_graphs=False,
         checkpoint=None,
         checkpoint_every=1,
     ):
@@ -239,6 +249,7 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
             dropout=dropout,
             device=device,
             precision=precision,
+            cuda_graphs=cuda_graphs,
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
         )

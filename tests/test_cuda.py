@@ -60,3 +60,46 @@ def test_streaming_to_gpu(iris, monkeypatch):
     monkeypatch.setattr(_data, "free_device_bytes", lambda device: 1024.0)
     clf = LargeMLPClassifier(device="cuda", batch_size=16, **KW).fit(X, y)
     assert clf.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="adam", dropout=0.1),
+        dict(solver="sgd", learning_rate="invscaling"),
+        dict(solver="rmsprop", early_stopping=True, n_iter_no_change=3),
+        dict(solver="adam", precision="bfloat16"),
+    ],
+    ids=lambda p: p["solver"] + ("-" + p.get("precision", "")),
+)
+def test_cuda_graphs_match_the_plain_path(monkeypatch, params):
+    # Real CUDA graphs replay the recorded step: the fit follows the uncaptured
+    # one to float tolerance (dropout draws differ, so compare quality there).
+    from sklearn.datasets import make_classification
+
+    from sknn_large._engine import _capture
+
+    captured = []
+    real_capture = _capture.CudaGraphs.capture
+
+    def counting(self, body):
+        captured.append(1)
+        return real_capture(self, body)
+
+    monkeypatch.setattr(_capture.CudaGraphs, "capture", counting)
+    X, y = make_classification(n_samples=3000, n_features=20, random_state=0)
+    base = dict(hidden_layer_sizes=(64, 64), batch_size=128, max_iter=8, random_state=0)
+    base.update(params)
+    plain = LargeMLPClassifier(device="cuda", **base).fit(X, y)
+    graphed = LargeMLPClassifier(device="cuda", cuda_graphs=True, **base).fit(X, y)
+    assert captured, "the step was never captured"
+    assert graphed.n_iter_ == plain.n_iter_ or params.get("early_stopping")
+    if params.get("dropout"):
+        assert abs(plain.score(X, y) - graphed.score(X, y)) < 0.03
+    else:
+        np.testing.assert_allclose(
+            plain.loss_curve_, graphed.loss_curve_, rtol=2e-3, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            plain.predict_proba(X), graphed.predict_proba(X), atol=2e-3
+        )

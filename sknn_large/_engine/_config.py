@@ -38,6 +38,7 @@ class TrainConfig:
     verbose: int = 0
     incremental: bool = False
     resume: bool = False
+    cuda_graphs: bool = False
     autocast_dtype: torch.dtype | None = None
 
 

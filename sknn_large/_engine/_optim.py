@@ -161,6 +161,24 @@ def learning_rate_after_epoch(cfg: TrainConfig, current: float, t: int) -> float
     return current
 
 
+def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Make the optimizer's step safe (or not) to capture in a CUDA graph.
+
+    Optimizers with a step counter (Adam, AdamW, RMSprop) keep it on the
+    parameters' device when capturable; SGD needs nothing.
+    """
+    for group in optimizer.param_groups:
+        if "capturable" not in group:
+            continue
+        group["capturable"] = capturable
+        if not capturable:
+            continue
+        for p in group["params"]:
+            step = optimizer.state.get(p, {}).get("step")
+            if step is not None and step.device != p.device:
+                optimizer.state[p]["step"] = step.to(p.device)
+
+
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set the learning rate of every parameter group."""
     for g in optimizer.param_groups:

@@ -16,6 +16,7 @@ import scipy.optimize
 import torch
 from torch import nn
 
+from ._capture import CudaGraphs, GraphedStep
 from ._config import TrainConfig, TrainState
 from ._losses import _LOSSES, weighted_mean
 from ._network import linear_layers
@@ -25,6 +26,7 @@ from ._optim import (
     learning_rate_after_epoch,
     make_optimizer,
     penalty,
+    set_capturable,
     set_coupled_decay,
     set_learning_rate,
 )
@@ -35,7 +37,9 @@ EpochHook = Callable[[nn.Module, TrainState], "bool | None"]
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    # No weight cache: each weight is cast once per forward anyway, and a CUDA
+    # graph must not capture casts that a cache would skip on replay.
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
 
 
 def _batch_loss(
@@ -88,14 +92,34 @@ def _train_step(
     return report.detach() * x.shape[0]
 
 
-def _run_epoch(module, optimizer, feed, cfg: TrainConfig, state: TrainState) -> float:
+def _step_function(module, optimizer, feed, cfg: TrainConfig):
+    """``batch -> reported loss x batch size``: plain, or replayed from a graph."""
+    decay = coupled_l2(cfg, weighted=feed.w is not None)
+
+    def step(batch):
+        return _train_step(module, optimizer, batch, cfg, decay)
+
+    backend = (
+        _graph_backend(next(module.parameters()).device) if cfg.cuda_graphs else None
+    )
+    if backend is None:
+        return step
+    return GraphedStep(step, module, optimizer, cfg, backend)
+
+
+def _graph_backend(device: torch.device):
+    """What captures the step on ``device`` (None: it runs uncaptured)."""
+    return CudaGraphs(device) if device.type == "cuda" else None
+
+
+def _run_epoch(module, step, feed, cfg: TrainConfig, state: TrainState) -> float:
     """One pass over the data; the only host synchronisation is at the end."""
     module.train()
-    decay = coupled_l2(cfg, weighted=feed.w is not None)
     total = None
     for batch in feed.batches(state.generator, cfg.shuffle):
-        step = _train_step(module, optimizer, batch, cfg, decay)
-        total = step if total is None else total + step
+        loss = step(batch)
+        # In place after the first: a graphed step rewrites its output tensor.
+        total = loss.clone() if total is None else total.add_(loss)
     return float(total) / feed.n_samples
 
 
@@ -173,6 +197,9 @@ def _prepare_optimizer(module, cfg: TrainConfig, state: TrainState):
     optimizer = make_optimizer(module, cfg)
     if (cfg.incremental or cfg.resume) and state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
+    device = next(module.parameters()).device
+    # Set after loading: a saved state carries the flag of the call that saved it.
+    set_capturable(optimizer, cfg.cuda_graphs and device.type == "cuda")
     return optimizer
 
 
@@ -215,6 +242,7 @@ def train(
         of the last completed epoch are kept and ``state.interrupted`` is set.
     """
     optimizer = _prepare_optimizer(module, cfg, state)
+    step = _step_function(module, optimizer, feed, cfg)
     if not cfg.resume:
         state.n_iter = 0
     state.converged = False
@@ -225,7 +253,7 @@ def train(
             for _ in range(state.n_iter, iterations):
                 if on_epoch_begin is not None:
                     on_epoch_begin(module, state)
-                epoch_loss = _run_epoch(module, optimizer, feed, cfg, state)
+                epoch_loss = _run_epoch(module, step, feed, cfg, state)
                 if not math.isfinite(epoch_loss):
                     state.diverged = True
                     _record_divergence(module, cfg, state, validate, last_good)
