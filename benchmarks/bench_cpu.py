@@ -379,6 +379,86 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return targets
 
 
+# ------------------------------------------------------------ hardware floor
+
+
+def matmul_floor(sizes: Sizes, n_train: int) -> dict[str, dict[str, float]]:
+    """Seconds that the training's matrix products alone take, per dtype.
+
+    Every trainer of this network does, per step, the forward product of each
+    layer, the weight-gradient product of each layer and the input-gradient
+    product of each layer but the first; the rest (activations, loss,
+    optimizer, framework) comes on top. Timing exactly those products, at the
+    step's shapes and for the run's number of steps, gives a floor that no
+    float32 (or bfloat16) implementation on this CPU can beat: the limit the
+    hardware puts on the speed-ups.
+
+    Returns
+    -------
+    dict
+        ``{"float32": {...}, "bfloat16": {...}}`` with the best of three
+        ``seconds`` and the achieved ``gflops``.
+    """
+    widths = [sizes.n_features, *sizes.hidden, sizes.n_classes]
+    b = sizes.batch_size
+    steps = -(-n_train // b) * sizes.epochs
+    flops_step = 0
+    for i, (k, n) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        products = 2 if i == 0 else 3  # forward, weight grad (+ input grad)
+        flops_step += products * 2 * b * k * n
+    out = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        gen = torch.Generator().manual_seed(0)
+        acts = [torch.randn(b, w, generator=gen).to(dtype) for w in widths]
+        weights = [
+            torch.randn(k, n, generator=gen).to(dtype)
+            for k, n in zip(widths[:-1], widths[1:], strict=True)
+        ]
+
+        def step(acts=acts, weights=weights) -> None:
+            for i, w in enumerate(weights):
+                torch.mm(acts[i], w)  # forward
+                torch.mm(acts[i].T, acts[i + 1])  # weight gradient
+                if i > 0:
+                    torch.mm(acts[i + 1], w.T)  # input gradient
+
+        for _ in range(20):
+            step()
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = {"seconds": best, "gflops": flops_step * steps / best / 1e9}
+    return out
+
+
+def floor_lines(floor: dict[str, dict[str, float]], rows: list[dict[str, Any]]):
+    """Lines saying how fast the targets allow at most, given the floor."""
+    lines = []
+    for dtype, f in floor.items():
+        lines.append(
+            f"{dtype}: matrix products alone take {f['seconds']:.3f} s"
+            f" ({f['gflops']:.0f} GFLOP/s)"
+        )
+    for r in rows:
+        if r["library"] == "sknn_large":
+            dtype = "bfloat16" if "bf16" in r["case"] else "float32"
+            share = floor[dtype]["seconds"] / r["fit_s_median"]
+            lines.append(
+                f"{r['case']} ({r['data_dtype']} data): {100 * share:.0f}% of its"
+                f" fit time is the {dtype} products' floor"
+            )
+            continue
+        best = r["fit_s_median"] / floor["float32"]["seconds"]
+        lines.append(
+            f"any float32 trainer vs {r['case']} ({r['data_dtype']} data):"
+            f" at most {best:.2f}x faster (zero overhead above the products)"
+        )
+    return lines
+
+
 # ------------------------------------------------------------------ predicting
 
 
@@ -865,6 +945,10 @@ def _compare(
             f" {t['cpu_speedup']:.2f}x in CPU time (need {t['needed']:.0f}x),"
             f" accuracy gap {t['accuracy_gap_points']:.2f} points: {verdict}"
         )
+    result["matmul_floor"] = matmul_floor(sizes, data[0].shape[0])
+    print("\n## Hardware floor: the step's matrix products alone, same step count")
+    for line in floor_lines(result["matmul_floor"], rows):
+        print(line)
     if not args.no_predict:
         preds = run_prediction(trained["fitted"], sizes, args.threads)
         result["prediction"] = preds

@@ -39,6 +39,10 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in result["training"])
     assert "sknn_large vs sklearn float64 data" in result["targets"]
     assert "sknn_large bf16 vs skorch" in result["targets"]
+    assert "Hardware floor" in stdout
+    floor = result["matmul_floor"]
+    assert set(floor) == {"float32", "bfloat16"}
+    assert all(f["seconds"] > 0 and f["gflops"] > 0 for f in floor.values())
     assert [p["case"] for p in result["prediction"]] == ["sknn_large", "sklearn MLP"]
     assert all(p["rows_per_s"] > 0 for p in result["prediction"])
 
