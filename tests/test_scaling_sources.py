@@ -1,10 +1,6 @@
 """Out-of-core sources: lazy array-likes (HDF5, zarr) and early stopping on them."""
 
-import json
-import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,63 +197,6 @@ def test_zarr_array_streams(tmp_path):
     in_ram = LargeMLPRegressor(**_PARAMS).fit(X, y)
     _assert_same_fit(in_ram, streamed)
     np.testing.assert_array_equal(streamed.predict(z), in_ram.predict(X))
-
-
-_RSS_SCRIPT = textwrap.dedent(
-    """
-    import json, sys, warnings
-    import numpy as np
-    import torch
-    sys.path.insert(0, {tests!r})
-    warnings.simplefilter("ignore")
-    from test_scaling_memmap import _status_mb
-    import sknn_large._base as base_module
-    import sknn_large._data as data_module
-    from sknn_large import LargeMLPClassifier
-
-    torch.set_num_threads(1)
-    data_module._DEFAULT_CHUNK_BYTES = 4 * 2**20
-    base_module._CHECK_BLOCK_BYTES = 4 * 2**20
-    X = np.load({path!r}, mmap_mode="r")
-    y = np.load({ypath!r})
-    params = dict(hidden_layer_sizes=(4,), max_iter=1, batch_size=4096)
-    LargeMLPClassifier(**params).fit(X[:5000], y[:5000])  # warm up torch
-    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM)
-    start = _status_mb("VmRSS")
-    LargeMLPClassifier(early_stopping=True, **params).fit(X, y)
-    print(json.dumps(dict(start=start, peak=_status_mb("VmHWM"))))
-    """
-)
-
-
-@linux_only
-def test_early_stopping_on_memmap_keeps_memory_bounded(tmp_path):
-    # The held-out rows and the training rows both stream from the file: the
-    # peak grows by a few chunks and the split's row numbers (8 bytes a row),
-    # not by the file (a copy of the training rows would add 90% of it).
-    n_rows, n_features = 2**18, 256
-    path = tmp_path / "x.npy"
-    X = np.lib.format.open_memmap(
-        path, mode="w+", dtype=np.float32, shape=(n_rows, n_features)
-    )
-    rng = np.random.default_rng(0)
-    for s in range(0, n_rows, 2**17):
-        X[s : s + 2**17] = rng.random((2**17, n_features), dtype=np.float32)
-    y = (X[:, 0] > 0.5).astype(np.int64)
-    X.flush()
-    del X
-    np.save(tmp_path / "y.npy", y)
-    script = _RSS_SCRIPT.format(
-        tests=str(Path(__file__).parent), path=str(path), ypath=str(tmp_path / "y.npy")
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr
-    mb = json.loads(out.stdout.strip().splitlines()[-1])
-    file_mb = path.stat().st_size / 2**20
-    growth = mb["peak"] - mb["start"]
-    assert growth < 0.35 * file_mb, (growth, file_mb)
 
 
 def test_dask_array_streams_block_by_block():
