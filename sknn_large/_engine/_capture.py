@@ -33,7 +33,6 @@ import logging
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from ._config import TrainConfig
 from ._optim import current_learning_rate
@@ -82,11 +81,11 @@ class GraphedStep:
     ----------
     step : callable
         ``batch -> reported loss times batch size``: the plain eager step,
-        closed over the module, optimizer and configuration.
-    module : torch.nn.Module
-        The network (its parameters must stay the same tensors throughout).
+        closed over the module (whose parameters must stay the same tensors
+        throughout), the optimizer and the configuration.
     optimizer : torch.optim.Optimizer
-        Built with ``capturable=True`` where the optimizer has that option.
+        The step's optimizer, built with ``capturable=True`` where it has that
+        option; its learning rate decides when to capture again.
     cfg : TrainConfig
         ``cfg.batch_size`` is the size of the batches that are replayed.
     backend : CudaGraphs or compatible
@@ -96,12 +95,11 @@ class GraphedStep:
     def __init__(
         self,
         step: StepFn,
-        module: nn.Module,
         optimizer: torch.optim.Optimizer,
         cfg: TrainConfig,
         backend,
     ):
-        self.step, self.module, self.optimizer = step, module, optimizer
+        self.step, self.optimizer = step, optimizer
         self.batch_size = cfg.batch_size
         self.backend = backend
         self.buffers: tuple | None = None
@@ -110,9 +108,6 @@ class GraphedStep:
         self.captured_lr: float | None = None
         self.warm = 0
         self.disabled = False
-        # Counters for tests and logs.
-        self.captures = 0
-        self.replays = 0
 
     def _load(self, batch: tuple) -> tuple:
         if self.buffers is None:
@@ -147,7 +142,6 @@ class GraphedStep:
             self.optimizer.zero_grad(set_to_none=True)
             return
         self.captured_lr = current_learning_rate(self.optimizer)
-        self.captures += 1
 
     def __call__(self, batch: tuple) -> torch.Tensor:
         """One training step on ``batch``; returns the reported loss times its size."""
@@ -164,5 +158,4 @@ class GraphedStep:
             self._capture()
             if self.disabled:
                 return self.step(buffers)
-        self.replays += 1
         return self.backend.replay(self.graph, self.out)

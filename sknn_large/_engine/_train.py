@@ -104,7 +104,7 @@ def _step_function(module, optimizer, feed, cfg: TrainConfig):
     )
     if backend is None:
         return step
-    return GraphedStep(step, module, optimizer, cfg, backend)
+    return GraphedStep(step, optimizer, cfg, backend)
 
 
 def _graph_backend(device: torch.device):
