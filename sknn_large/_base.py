@@ -495,16 +495,20 @@ class BaseLargeMLP(CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
             return sample_weight
         return class_sw if sample_weight is None else sample_weight * class_sw
 
+    def _new_network(self, X, Y, rng) -> None:
+        """Choose the device and dtypes, then build and initialise the network."""
+        self.device_ = worker_device(self.device)
+        self._param_dtype = self._dtypes(X)
+        # Fitted arrays and predictions follow the input's dtype, as in sklearn.
+        self._output_dtype = X.dtype
+        self.n_outputs_ = Y.shape[1]
+        self.out_activation_ = _LOSSES[self._loss_name()].out_activation
+        self._initialize(X.shape[1], rng)
+
     def _setup_network(self, X, Y, rng, first_pass: bool, resume) -> None:
         """A fresh network (first pass), else the existing one on its device."""
         if first_pass:
-            self.device_ = worker_device(self.device)
-            self._param_dtype = self._dtypes(X)
-            # Fitted arrays and predictions follow the input's dtype, as in sklearn.
-            self._output_dtype = X.dtype
-            self.n_outputs_ = Y.shape[1]
-            self.out_activation_ = _LOSSES[self._loss_name()].out_activation
-            self._initialize(X.shape[1], rng)
+            self._new_network(X, Y, rng)
         else:
             self._prepare_continuation()
         if resume is not None:

@@ -650,25 +650,12 @@ _STOCHASTIC = frozenset({"adam", "sgd", "adamw", "rmsprop"})
 
 def _setup(est, X, y, sample_weight):
     """Validate, encode and initialise ``est`` exactly as ``est.fit`` does."""
-    from sklearn.utils.validation import _check_sample_weight
-
-    from ._device import resolve_device
-
     est._validate_params()
     est._check_params(False)
     X, Y = est._validate_input(X, y, False, reset=True)
-    if sample_weight is not None:
-        sample_weight = _check_sample_weight(sample_weight, X)
-    class_sw = est._class_sample_weight(Y)
-    if class_sw is not None:
-        sample_weight = class_sw if sample_weight is None else sample_weight * class_sw
+    sample_weight = est._sample_weight(sample_weight, X, Y)
     rng = est._random_generator()
-    est.device_ = resolve_device(est.device)
-    est._param_dtype = est._dtypes(X)
-    est._output_dtype = X.dtype
-    est.n_outputs_ = Y.shape[1]
-    est.out_activation_ = _LOSSES[est._loss_name()].out_activation
-    est._initialize(X.shape[1], rng)
+    est._new_network(X, Y, rng)
     return X.shape[1], Y, sample_weight, rng
 
 
