@@ -16,11 +16,13 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._base import _STOCHASTIC_SOLVERS, BaseLargeMLP, _validate_data
+from ._checks import check_class_weight
+from ._engine import STOCHASTIC
+from ._estimator import BaseLargeMLP, validate_input
 
 
 def _has_partial_fit(est) -> bool:
-    if est.solver not in _STOCHASTIC_SOLVERS:
+    if est.solver not in STOCHASTIC:
         raise AttributeError(
             "partial_fit is only available for stochastic optimizers. "
             f"{est.solver} is not stochastic."
@@ -272,7 +274,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     # ------------------------------------------------------------- targets
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = _validate_data(
+        X, y = validate_input(
             self,
             X,
             y,
@@ -313,6 +315,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     def _class_sample_weight(self, Y):
         if self.class_weight is None:
             return None
+        check_class_weight(self.class_weight)
         if self._label_binarizer.y_type_.startswith("multilabel"):
             raise ValueError("class_weight is not supported for multilabel targets.")
         if isinstance(self.class_weight, dict):

@@ -31,6 +31,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import os
 import platform
 import re
 import warnings
@@ -45,13 +47,19 @@ import torch
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _hidden_sizes
 from ._classifier import LargeMLPClassifier
 from ._device import resolve_device
-from ._engine import _LOSSES, _SOLVERS, TrainState, build_mlp
+from ._engine import (
+    _LOSSES,
+    STOCHASTIC,
+    TrainConfig,
+    TrainState,
+    build_mlp,
+    from_torch_state,
+)
 from ._engine._network import _OUT_ACTIVATIONS
-from ._engine._optim import make_optimizer
-from ._io import atomic_write
+from ._estimator import hidden_sizes as _hidden_sizes
+from ._io import NotARegularFileError, atomic_write, open_regular, read_exactly
 from ._regressor import LargeMLPRegressor
 
 FORMAT = "sknn_large"
@@ -84,6 +92,41 @@ _TORCH_FLOATS = {
 _NUMPY_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Array dtype kinds a file may hold in JSON: bool, ints, floats, str, object.
 _ARRAY_KINDS = "biufUO"
+# Decoding may allocate at most this many bytes per byte of the file, in all:
+# JSON spends at least two characters per number, so every legitimate array
+# costs far less, and a crafted dtype such as '<U50000000' is refused up front.
+_ALLOCATION_FACTOR = 4
+# As safetensors itself: a header this large is not a model file's.
+_MAX_HEADER_BYTES = 100_000_000
+_SAFETENSORS_ITEMSIZE = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
+# Parameters that name paths on the machine that wrote the file: never
+# written, never restored (a loaded model must not choose where to write).
+_MACHINE_PARAMS = {"checkpoint": None}
+# Tags a parameter value may carry; weights and fitted state never are one.
+_PARAM_TAGS = frozenset(
+    {
+        "__scalar__",
+        "__tuple__",
+        "__dict__",
+        "__ndarray__",
+        "__device__",
+        "__random_state__",
+    }
+)
 _LABEL_BINARIZER_FIELDS = {
     "neg_label",
     "pos_label",
@@ -142,11 +185,11 @@ def to_bytes(estimator) -> bytes:
         )
     check_is_fitted(estimator)
     encode = _Encoder()
-    params = estimator.get_params(deep=False)
+    params = {**estimator.get_params(deep=False), **_MACHINE_PARAMS}
     attributes = {
         k: v
         for k, v in vars(estimator).items()
-        if k not in params and k not in _DERIVED
+        if k not in params and k not in _DERIVED and k in _ATTRIBUTE_FORMS
     }
     payload = json.dumps(
         {
@@ -231,9 +274,21 @@ def load(path, *, device="cpu"):
     >>> bool((loaded.predict_proba(X) == clf.predict_proba(X)).all())
     True
     """
-    with open(path, "rb") as f:
-        data = f.read()
-    return from_bytes(data, device=device)
+    target = resolve_device(device)
+    try:
+        fd, size = open_regular(path)
+    except NotARegularFileError as exc:
+        raise ModelFileError(f"Not a model file: {exc}") from exc
+    try:
+        # The header says what the body must be: check it before reading more.
+        head = read_exactly(fd, 8)
+        n = _header_length(head, size)
+        _check_header(_decode_header(read_exactly(fd, n)), size - 8 - n)
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = read_exactly(fd, size)
+    finally:
+        os.close(fd)
+    return from_bytes(data, device=target)
 
 
 def from_bytes(data: bytes, *, device="cpu"):
@@ -242,7 +297,7 @@ def from_bytes(data: bytes, *, device="cpu"):
     tensors, metadata = _parse(data)
     payload = _check_metadata(metadata, tensors)
     try:
-        estimator = _rebuild(payload, tensors)
+        estimator = _rebuild(payload, tensors, budget=_ALLOCATION_FACTOR * len(data))
         estimator.module_.to(target)
         _try_predict(estimator)
     except ModelFileError:
@@ -254,27 +309,100 @@ def from_bytes(data: bytes, *, device="cpu"):
     return estimator
 
 
-def _parse(data: bytes) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata; safetensors checks the header against the size."""
+def _header_length(head: bytes, size: int) -> int:
+    """The header's length from the first 8 bytes, checked against the size."""
+    if len(head) < 8:
+        raise _unreadable("it is shorter than a safetensors header")
+    n = int.from_bytes(head[:8], "little")
+    if n > min(size - 8, _MAX_HEADER_BYTES):
+        raise _unreadable(
+            f"its header claims {n} bytes but the file has {size - 8} after it"
+        )
+    return n
+
+
+def _decode_header(raw: bytes) -> dict:
     try:
-        tensors = safetensors.torch.load(bytes(data))
-        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
-    except Exception as exc:
-        raise ModelFileError(
-            "Not a readable model file: it is truncated, corrupted, or not a"
-            f" safetensors file ({type(exc).__name__}: {exc})."
-        ) from exc
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+        header = json.loads(raw)
+    except Exception as exc:  # ValueError, UnicodeError, RecursionError
+        raise _unreadable(f"its header is not JSON ({type(exc).__name__})") from exc
+    if not isinstance(header, dict):
+        raise _unreadable("its header is not a JSON object")
+    return header
+
+
+def _check_header(header: dict, body_bytes: int) -> dict:
+    """Check the metadata's format and the tensor table; return the metadata.
+
+    Every tensor must have a known dtype and a shape whose size is exactly its
+    byte range, the ranges must tile the body, and the names must be the ones
+    :func:`save` writes: so nothing larger than the file is ever allocated.
+    """
+    metadata = header.get("__metadata__")
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ModelFileError(
             "Not an sknn_large model file: a safetensors file without sknn_large's"
             " metadata (was it written by sknn_large.save?)."
         )
+    _check_version(metadata)
+    spans = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not (
+            isinstance(name, str)
+            and re.fullmatch(r"(module|state)\.[A-Za-z0-9_.]{1,200}", name)
+            and isinstance(info, dict)
+            and set(info) == {"dtype", "shape", "data_offsets"}
+            and info["dtype"] in _SAFETENSORS_ITEMSIZE
+            and _is_int_list(info["shape"])
+            and _is_int_list(info["data_offsets"])
+            and len(info["data_offsets"]) == 2
+        ):
+            raise _corrupt(f"its tensor table entry {str(name)[:80]!r} is malformed.")
+        begin, end = info["data_offsets"]
+        numel = math.prod(info["shape"])
+        if end - begin != numel * _SAFETENSORS_ITEMSIZE[info["dtype"]]:
+            raise _corrupt(f"tensor {name!r} does not fill its byte range.")
+        spans.append((begin, end))
+    spans.sort()
+    edge = 0
+    for begin, end in spans:
+        if begin != edge:
+            raise _corrupt("the tensors' byte ranges overlap or leave gaps.")
+        edge = end
+    if edge != body_bytes:
+        raise _corrupt(
+            f"the tensors take {edge} bytes but the file holds {body_bytes}."
+        )
+    return metadata
+
+
+def _is_int_list(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    )
+
+
+def _unreadable(why: str) -> ModelFileError:
+    return ModelFileError(
+        "Not a readable model file: it is truncated, corrupted, or not a"
+        f" safetensors file ({why})."
+    )
+
+
+def _parse(data: bytes) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata, the header checked before the tensors are built."""
+    n = _header_length(data[:8], len(data))
+    metadata = _check_header(_decode_header(data[8 : 8 + n]), len(data) - 8 - n)
+    try:
+        tensors = safetensors.torch.load(bytes(data))
+    except Exception as exc:
+        raise _unreadable(f"{type(exc).__name__}: {exc}") from exc
     return tensors, metadata
 
 
-def _check_metadata(metadata: dict, tensors: dict[str, torch.Tensor]) -> dict:
-    """Check the format version and the digest; return the decoded payload."""
+def _check_version(metadata: dict) -> None:
     version = metadata.get("format_version", "")
     if not (isinstance(version, str) and re.fullmatch("[0-9]{1,9}", version)):
         raise _corrupt(f"bad format version {version!r}.")
@@ -283,6 +411,11 @@ def _check_metadata(metadata: dict, tensors: dict[str, torch.Tensor]) -> dict:
             f"The model file uses format version {int(version)}, newer than the"
             f" {FORMAT_VERSION} this sknn_large reads: upgrade sknn_large to load it."
         )
+
+
+def _check_metadata(metadata: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    """Check the format version and the digest; return the decoded payload."""
+    _check_version(metadata)
     payload = metadata.get("payload")
     expected = metadata.get("sha256")
     if not isinstance(payload, str) or not isinstance(expected, str):
@@ -319,19 +452,24 @@ def _digest(payload: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _rebuild(payload: dict, tensors: dict[str, torch.Tensor]):
+def _rebuild(payload: dict, tensors: dict[str, torch.Tensor], budget: int):
     cls = _ESTIMATORS.get(payload.get("estimator"))
     if cls is None:
         raise ModelFileError(
             f"The model file names an unknown estimator {payload.get('estimator')!r}."
         )
-    decode = _Decoder(tensors)
-    params = decode(payload["params"])
-    estimator = cls(**_as_dict(params, "params"))
+    decode = _Decoder(tensors, budget)
+    params = _as_dict(decode(payload["params"], tags=_PARAM_TAGS), "params")
+    # Paths of the machine that wrote the file are not this machine's to use.
+    params.update((k, v) for k, v in _MACHINE_PARAMS.items() if k in params)
+    estimator = cls(**params)
     estimator._validate_params()
     estimator._check_params(incremental=False)
-    attributes = _as_dict(decode(payload["attributes"]), "attributes")
-    _check_attribute_names(cls, attributes, params)
+    raw = _as_dict(payload["attributes"], "attributes")
+    _check_attribute_names(cls, raw)
+    attributes = {name: _decode_attribute(decode, name, raw[name]) for name in raw}
+    if attributes.get("loss", estimator.loss) != estimator.loss:
+        raise _corrupt("its loss is not the estimator's.")
     vars(estimator).update(attributes)
     _check_attributes(estimator)
     estimator.module_ = _rebuild_module(estimator, tensors)
@@ -353,17 +491,9 @@ def _as_dict(obj, what: str) -> dict:
     return obj
 
 
-def _check_attribute_names(cls, attributes: dict, params: dict) -> None:
-    # A file may add attributes, never replace a method or a class attribute.
-    bad = [
-        k
-        for k in attributes
-        if not k.isidentifier()
-        or k.startswith("__")
-        or hasattr(cls, k)
-        or k in params
-        or k in _DERIVED
-    ]
+def _check_attribute_names(cls, attributes: dict) -> None:
+    # The schema, not the file, says which attributes exist.
+    bad = [k for k in attributes if k not in _ATTRIBUTE_FORMS]
     required = _REQUIRED | (
         _REQUIRED_CLASSIFIER if cls is LargeMLPClassifier else set()
     )
@@ -371,8 +501,29 @@ def _check_attribute_names(cls, attributes: dict, params: dict) -> None:
     if bad or missing:
         raise ModelFileError(
             "The model file's fitted attributes are wrong:"
-            f" not allowed {sorted(bad)}, missing {sorted(missing)}."
+            f" not allowed {sorted(bad)[:20]}, missing {sorted(missing)}."
         )
+
+
+def _json_form(value) -> str:
+    """The JSON type of a raw value, or its tag for a tagged object."""
+    if isinstance(value, dict) and len(value) == 1:
+        (key,) = value
+        if isinstance(key, str) and key.startswith("__"):
+            return key
+    return type(value).__name__
+
+
+def _decode_attribute(decode, name: str, raw):
+    # The form is checked on the raw JSON, before anything is built from it.
+    forms = _ATTRIBUTE_FORMS[name]
+    if _json_form(raw) not in forms:
+        raise _corrupt(
+            f"attribute {name!r} is a {_json_form(raw)}, not {sorted(forms)}."
+        )
+    if name in _ARRAY_ATTRIBUTE_KINDS:
+        return decode(raw, kinds=_ARRAY_ATTRIBUTE_KINDS[name])
+    return decode(raw)
 
 
 def _check_attributes(est) -> None:
@@ -466,79 +617,23 @@ def _check_train_state(est) -> None:
     ]:
         raise ModelFileError("The model file's best weights do not fit the network.")
     if state.optimizer_state is not None:
-        if est.solver not in _SOLVERS:
+        if est.solver not in STOCHASTIC:
             raise _corrupt("an L-BFGS model has optimizer moments.")
         _check_optimizer_state(est, state.optimizer_state)
 
 
 def _check_optimizer_state(est, saved) -> None:
-    """Load the moments into a fresh optimizer, checking them on the way."""
-    optimizer = make_optimizer(est.module_, est._train_config(1, incremental=True))
-    fresh = optimizer.state_dict()
-    groups, moments = saved.get("param_groups"), saved.get("state")
-    if not (
-        isinstance(groups, list)
-        and isinstance(moments, dict)
-        and len(groups) == len(fresh["param_groups"])
-        and all(
-            _group_fits(g, f)
-            for g, f in zip(groups, fresh["param_groups"], strict=True)
-        )
-    ):
-        raise _corrupt("the optimizer's settings do not fit the network.")
-    ids = {i for g in groups for i in g["params"]}
-    if not set(moments) <= ids or not all(
-        isinstance(m, dict) for m in moments.values()
-    ):
-        raise _corrupt("the optimizer's moments do not match its parameters.")
-    optimizer.load_state_dict(saved)
-    for p, values in optimizer.state.items():
-        if not all(_moment_fits(v, p) for v in values.values()):
-            raise _corrupt("the optimizer's moments do not fit the network.")
-
-
-def _group_fits(group, fresh: dict) -> bool:
-    # Same keys' kinds as a fresh group; numeric settings (lr, betas) must be there.
-    if not isinstance(group, dict) or not isinstance(group.get("params"), list):
-        return False
-    if len(group["params"]) != len(fresh["params"]) or not all(
-        _is_int(i) for i in group["params"]
-    ):
-        return False
-    for key, ref in fresh.items():
-        if key == "params":
-            continue
-        if key not in group:
-            if _is_real(ref) or isinstance(ref, tuple):
-                return False
-        elif not _same_kind(key, group[key], ref):
-            return False
-    return True
-
-
-def _same_kind(key: str, value, ref) -> bool:
-    if key in _DEVICE_DEPENDENT_FLAGS:
-        return value is None or isinstance(value, bool)
-    if _is_real(ref):
-        return _is_real(value)
-    if isinstance(ref, tuple):
-        return (
-            isinstance(value, tuple)
-            and len(value) == len(ref)
-            and all(_is_real(v) for v in value)
-        )
-    # Flags (maximize, differentiable, nesterov...) follow from the parameters.
-    return type(value) is type(ref) and value == ref
-
-
-def _moment_fits(value, param: torch.Tensor) -> bool:
-    if value is None or _is_real(value):
-        return True
-    return (
-        isinstance(value, torch.Tensor)
-        and value.is_floating_point()
-        and (value.ndim == 0 or value.shape == param.shape)
+    """The moments are an optimizer state of this solver for this network."""
+    cfg = TrainConfig(
+        solver=est.solver,
+        loss="squared_error",
+        momentum=est.momentum,
+        learning_rate_init=est.learning_rate_init,
     )
+    try:
+        from_torch_state(saved, est.module_, cfg)
+    except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+        raise _corrupt(f"{exc}.") from exc
 
 
 def _is_int(value) -> bool:
@@ -595,7 +690,6 @@ def _is_names(value) -> bool:
 
 
 # Optimizer flags that depend on the device trained on, not on the parameters.
-_DEVICE_DEPENDENT_FLAGS = ("fused", "foreach", "capturable")
 # What fit() sets, by name: a loaded attribute must pass its check.
 _ATTRIBUTE_CHECKS = {
     "n_features_in_": _is_count,
@@ -603,7 +697,7 @@ _ATTRIBUTE_CHECKS = {
     "n_outputs_": _is_count,
     "n_layers_": _is_count,
     "out_activation_": lambda v: isinstance(v, str) and v in _OUT_ACTIVATIONS,
-    "device_": _instance(torch.device),
+    "device_": lambda v: isinstance(v, torch.device) and v.type in _DEVICE_TYPES,
     "n_iter_": _is_int,
     "t_": _is_int,
     "loss_": _optional(_is_real),
@@ -618,6 +712,36 @@ _ATTRIBUTE_CHECKS = {
     "_label_binarizer": _instance(LabelBinarizer),
     "classes_": _instance(np.ndarray),
 }
+_INT_FORMS = frozenset({"int", "__scalar__"})
+_REAL_FORMS = frozenset({"int", "float", "NoneType", "__scalar__"})
+# The schema of the fitted attributes: each name's JSON form (its type or tag)
+# is checked before its value is decoded; a name not listed is refused.
+_ATTRIBUTE_FORMS = {
+    "n_features_in_": _INT_FORMS,
+    "feature_names_in_": frozenset({"__ndarray__"}),
+    "n_outputs_": _INT_FORMS,
+    "n_layers_": _INT_FORMS,
+    "out_activation_": frozenset({"str"}),
+    "device_": frozenset({"__device__"}),
+    "n_iter_": _INT_FORMS,
+    "t_": _INT_FORMS,
+    "loss_": _REAL_FORMS,
+    "loss_curve_": frozenset({"list"}),
+    "best_loss_": _REAL_FORMS,
+    "validation_scores_": frozenset({"list", "NoneType"}),
+    "best_validation_score_": _REAL_FORMS,
+    "_no_improvement_count": _INT_FORMS,
+    "_param_dtype": frozenset({"__tuple__"}),
+    "_output_dtype": frozenset({"__numpy_dtype__"}),
+    "_state": frozenset({"__train_state__"}),
+    "_label_binarizer": frozenset({"__label_binarizer__"}),
+    "classes_": frozenset({"__ndarray__"}),
+    "loss": frozenset({"str"}),  # the classifier's fixed loss, set by __init__
+}
+# Array dtype kinds allowed for the array attributes (names are objects).
+_ARRAY_ATTRIBUTE_KINDS = {"feature_names_in_": "OU", "classes_": _ARRAY_KINDS}
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+_DEVICE_TEXT = re.compile(r"(cpu|mps|cuda)(:[0-9]{1,4})?")
 # The same for the engine's TrainState fields.
 _STATE_CHECKS = {
     "generator": _instance(torch.Generator),
@@ -705,103 +829,198 @@ def _dataclass_dict(obj) -> dict:
 
 
 class _Decoder:
-    """JSON back to the fixed set of types :class:`_Encoder` writes."""
+    """JSON back to the fixed set of types :class:`_Encoder` writes.
 
-    def __init__(self, tensors: dict[str, torch.Tensor]):
+    Everything it allocates beyond the parsed JSON itself (arrays) is charged
+    to ``budget`` bytes, checked before the allocation: a file cannot make it
+    allocate more than a small multiple of its own size.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], budget: int):
         self.tensors = tensors
         self.used: set[str] = set()
+        self.budget = budget
+        self._allowed = None  # tags allowed in the value being decoded
+        self._kinds = _ARRAY_KINDS  # array dtype kinds allowed there
         self._tags = {
             "__scalar__": self._scalar,
             "__tuple__": lambda v: tuple(self._list(v)),
             "__dict__": self._dict,
             "__tensor__": self._tensor,
             "__ndarray__": self._ndarray,
-            "__torch_dtype__": lambda v: _TORCH_FLOATS[v],
+            "__torch_dtype__": self._torch_dtype,
             "__numpy_dtype__": self._numpy_dtype,
-            "__device__": lambda v: torch.device(_str(v)),
+            "__device__": self._device,
             "__generator__": self._generator,
             "__random_state__": self._random_state,
             "__train_state__": self._train_state,
             "__label_binarizer__": self._label_binarizer,
         }
 
-    def __call__(self, obj):
+    def __call__(self, obj, *, tags=None, kinds=None):
+        """Decode ``obj``, allowing only ``tags`` and array dtype ``kinds``."""
+        saved = self._allowed, self._kinds
+        self._allowed = tags if tags is not None else self._allowed
+        self._kinds = kinds if kinds is not None else self._kinds
+        try:
+            return self._decode(obj)
+        finally:
+            self._allowed, self._kinds = saved
+
+    def _decode(self, obj):
         if obj is None or isinstance(obj, (bool, int, float, str)):
             return obj
         if isinstance(obj, list):
-            return [self(v) for v in obj]
+            return [self._decode(v) for v in obj]
         if not isinstance(obj, dict):
-            raise _corrupt(f"unexpected {obj!r}.")
+            raise _corrupt(f"unexpected {type(obj).__name__}.")
         tags = [k for k in obj if k.startswith("__")]
         if not tags:
-            return {k: self(v) for k, v in obj.items()}
-        if len(obj) != 1 or tags[0] not in self._tags:
-            raise _corrupt(f"unknown entry {sorted(obj)}.")
-        return self._tags[tags[0]](obj[tags[0]])
+            return {k: self._decode(v) for k, v in obj.items()}
+        tag = tags[0]
+        if (
+            len(obj) != 1
+            or tag not in self._tags
+            or (self._allowed is not None and tag not in self._allowed)
+        ):
+            raise _corrupt(f"unexpected entry {sorted(obj)[:5]}.")
+        return self._tags[tag](obj[tag])
+
+    def _charge(self, nbytes: int) -> None:
+        if nbytes > self.budget:
+            raise _corrupt(
+                f"it asks for {nbytes} bytes, more than its size can justify."
+            )
+        self.budget -= nbytes
 
     def _list(self, value) -> list:
         if not isinstance(value, list):
-            raise _corrupt(f"expected a list, got {value!r}.")
-        return [self(v) for v in value]
+            raise _corrupt(f"expected a list, got a {type(value).__name__}.")
+        return [self._decode(v) for v in value]
 
     def _dict(self, pairs) -> dict:
-        return {self(k): self(v) for k, v in self._list_of_pairs(pairs)}
-
-    def _list_of_pairs(self, pairs) -> list:
         if not isinstance(pairs, list) or not all(
             isinstance(p, list) and len(p) == 2 for p in pairs
         ):
             raise _corrupt("a mapping is malformed.")
-        return pairs
+        out = {}
+        for key, value in pairs:
+            key = self._decode(key)
+            if not isinstance(key, (bool, int, float, str, np.generic, tuple)):
+                raise _corrupt("a mapping has a key that is not a scalar.")
+            out[key] = self._decode(value)
+        return out
 
     def _tensor(self, name) -> torch.Tensor:
         if not isinstance(name, str) or name not in self.tensors:
-            raise _corrupt(f"no tensor named {name!r}.")
+            raise _corrupt(f"no tensor named {str(name)[:80]!r}.")
         self.used.add(name)
         return self.tensors[name]
 
     def _scalar(self, value):
-        dtype_str, item = self._list(value)
-        return self._array_dtype(dtype_str).type(item)
-
-    def _ndarray(self, value) -> np.ndarray:
-        dtype_str, shape, values = self._list(value)
+        dtype_str, item = self._pair(value)
         dtype = self._array_dtype(dtype_str)
-        if dtype.kind == "O":
-            out = np.empty(len(values), dtype=object)
-            out[:] = [_json_scalar(v) for v in values]
-        else:
-            out = np.array(values, dtype=dtype)
-        if list(out.shape) != shape:
-            raise _corrupt("an array has the wrong shape.")
-        return out
+        if dtype.kind == "O" or not isinstance(item, (bool, int, float, str)):
+            raise _corrupt("a scalar is malformed.")
+        return dtype.type(item)
 
     @staticmethod
-    def _array_dtype(dtype_str) -> np.dtype:
-        dtype = np.dtype(_str(dtype_str))
-        if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None:
-            raise _corrupt(f"dtype {dtype_str!r}.")
+    def _pair(value) -> list:
+        if not isinstance(value, list) or len(value) != 2:
+            raise _corrupt("a tagged value is malformed.")
+        return value
+
+    def _ndarray(self, value) -> np.ndarray:
+        if not isinstance(value, list) or len(value) != 3:
+            raise _corrupt("an array is malformed.")
+        dtype_str, shape, values = value
+        dtype = self._array_dtype(dtype_str)
+        # One dimension: every array a fitted model holds is a list of labels,
+        # names or keys.
+        if not (
+            isinstance(values, list)
+            and isinstance(shape, list)
+            and shape == [len(values)]
+            and all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
+        ):
+            raise _corrupt("an array is malformed.")
+        if dtype.kind == "U":
+            # A string dtype wider than its longest value is a request for
+            # memory, not a label: '<U536870911' asks for 2 GiB per element.
+            longest = max([len(v) for v in values if isinstance(v, str)] or [0])
+            if dtype.itemsize // 4 > max(1, longest):
+                raise _corrupt(
+                    f"an array's dtype {dtype.str!r} is wider than its values."
+                )
+        self._charge(len(values) * (8 if dtype.kind == "O" else dtype.itemsize))
+        if dtype.kind == "O":
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+        return np.array(values, dtype=dtype)
+
+    def _array_dtype(self, dtype_str) -> np.dtype:
+        text = _str(dtype_str)
+        # Only the plain forms '<i8', '|b1', '<U12', '|O': no structured,
+        # sub-array or exotic dtypes, and no widths numpy would reject.
+        if not re.fullmatch(r"[<>|=]?[biufUO][0-9]{0,10}", text):
+            raise _corrupt(f"dtype {text[:40]!r}.")
+        try:
+            dtype = np.dtype(text)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _corrupt(f"dtype {text[:40]!r}.") from exc
+        if dtype.kind not in self._kinds or (
+            dtype.kind in "biuf" and dtype.itemsize > 8
+        ):
+            raise _corrupt(f"dtype {text[:40]!r}.")
         return dtype
+
+    @staticmethod
+    def _torch_dtype(value) -> torch.dtype:
+        if not isinstance(value, str) or value not in _TORCH_FLOATS:
+            raise _corrupt(f"torch dtype {str(value)[:40]!r}.")
+        return _TORCH_FLOATS[value]
 
     @staticmethod
     def _numpy_dtype(value) -> np.dtype:
-        dtype = np.dtype(_str(value))
-        if dtype not in _NUMPY_FLOATS:
-            raise _corrupt(f"output dtype {value!r}.")
-        return dtype
+        if value not in ("<f4", "<f8", ">f4", ">f8", "=f4", "=f8"):
+            raise _corrupt(f"output dtype {str(value)[:40]!r}.")
+        return np.dtype(value)
+
+    @staticmethod
+    def _device(value) -> torch.device:
+        if not isinstance(value, str) or not _DEVICE_TEXT.fullmatch(value):
+            raise _corrupt(f"device {str(value)[:40]!r}.")
+        return torch.device(value)
 
     def _generator(self, value) -> torch.Generator:
+        state = self._decode(value)
+        if not (
+            isinstance(state, torch.Tensor)
+            and state.dtype == torch.uint8
+            and state.ndim == 1
+        ):
+            raise _corrupt("a generator state is not a byte tensor.")
         generator = torch.Generator()
-        generator.set_state(self(value))
+        generator.set_state(state)
         return generator
 
     def _random_state(self, value) -> np.random.RandomState:
+        state = self._decode(value)
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 5
+            and state[0] == "MT19937"
+            and isinstance(state[1], np.ndarray)
+            and state[1].shape == (624,)
+        ):
+            raise _corrupt("a random state is malformed.")
         rs = np.random.RandomState()
-        rs.set_state(self(value))
+        rs.set_state(state)
         return rs
 
     def _train_state(self, value) -> TrainState:
-        kwargs = _as_dict(self(value), "the training state")
+        kwargs = _as_dict(self._decode(value), "the training state")
         # Fields added to TrainState later take their defaults in older files.
         names = {f.name for f in fields(TrainState)}
         if not set(kwargs) <= names or "generator" not in kwargs:
@@ -809,7 +1028,7 @@ class _Decoder:
         return TrainState(**kwargs)
 
     def _label_binarizer(self, value) -> LabelBinarizer:
-        attrs = _as_dict(self(value), "the label encoder")
+        attrs = _as_dict(self._decode(value), "the label encoder")
         if set(attrs) != _LABEL_BINARIZER_FIELDS:
             raise _corrupt("the label encoder is malformed.")
         lb = LabelBinarizer(
@@ -830,9 +1049,3 @@ def _str(value) -> str:
     if not isinstance(value, str):
         raise _corrupt(f"expected a string, got {value!r}.")
     return value
-
-
-def _json_scalar(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise _corrupt("an object array holds a non-scalar.")

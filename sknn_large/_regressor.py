@@ -9,8 +9,8 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._base import BaseLargeMLP, _validate_data
 from ._classifier import _has_partial_fit
+from ._estimator import BaseLargeMLP, validate_input
 
 
 class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
@@ -255,7 +255,7 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         )
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = _validate_data(
+        X, y = validate_input(
             self,
             X,
             y,

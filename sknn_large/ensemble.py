@@ -17,8 +17,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import LargeMLPClassifier
+from ._estimator import fit_many
 from ._regressor import LargeMLPRegressor
-from ._vectorized import fit_vectorized
 
 __all__ = ["LargeMLPEnsembleClassifier", "LargeMLPEnsembleRegressor"]
 
@@ -39,7 +39,7 @@ class _BaseEnsemble(BaseEstimator):
 
     def _fit_members(self, X, y, sample_weight):
         X = X if hasattr(X, "tocsr") else np.asarray(X)
-        fitted = fit_vectorized(
+        fitted = fit_many(
             self._members(), X, np.asarray(y), sample_weight=sample_weight
         )
         for result in fitted:

@@ -41,9 +41,9 @@ from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.metadata_routing import process_routing
 from sklearn.utils.validation import _check_method_params, _num_samples
 
-from ._base import _hidden_sizes
 from ._device import resolve_device
-from ._vectorized import fit_vectorized
+from ._estimator import fit_many
+from ._estimator import hidden_sizes as _hidden_sizes
 
 # Per-batch multiply-adds of one network above which stacking stops paying on
 # the CPU (the same bound above which one fit uses several threads well).
@@ -388,7 +388,7 @@ class _VectorizedSearch:
         start = time.time()
         fitted = []
         if jobs:
-            fitted = fit_vectorized(
+            fitted = fit_many(
                 estimators,
                 Xt,
                 np.asarray(data.y),

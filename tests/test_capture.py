@@ -4,7 +4,7 @@ A CUDA graph replays the kernels recorded while capturing the step. On the
 CPU the tests swap in a backend that "replays" by running the captured step
 function again on the same input buffers, which is what a graph computes. So
 every part of the control flow (warm-up, capture, replay, eager last batch,
-capture again after a learning-rate change, falling back when capture fails)
+schedules read from device tensors, falling back when capture fails)
 runs here; tests/test_cuda.py repeats the comparison with real graphs.
 """
 
@@ -17,8 +17,9 @@ import torch
 from sklearn.datasets import make_classification, make_regression
 
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
-from sknn_large._engine import _capture, _train
-from sknn_large._engine._optim import set_capturable
+from sknn_large._engine import _capture
+from sknn_large._engine import _loop as _train
+from sknn_large._estimator import fit_many
 
 
 class ReplayByRunning:
@@ -121,23 +122,34 @@ def test_graphed_regressor_with_sample_weight_and_partial_fit(backend):
     assert [b.captures for b in backend] == [1, 1]
 
 
-def test_recaptures_when_the_learning_rate_changes(backend):
-    # invscaling changes the rate after every epoch: one capture per epoch.
+def test_learning_rate_changes_need_no_new_capture(backend):
+    # The rate lives in a device tensor the captured step reads: invscaling
+    # changes it after every epoch, yet one capture serves the whole fit and
+    # gives the plain fit's weights.
     X, y = _classification()
-    LargeMLPClassifier(
-        solver="sgd",
-        learning_rate="invscaling",
-        cuda_graphs=True,
-        batch_size=64,
-        max_iter=5,
+    params = dict(
+        solver="sgd", learning_rate="invscaling", batch_size=64, max_iter=5,
         random_state=0,
-    ).fit(X, y)
-    assert backend[0].captures == 5
-    backend.clear()
-    LargeMLPClassifier(
-        solver="sgd", cuda_graphs=True, batch_size=64, max_iter=5, random_state=0
-    ).fit(X, y)
+    )
+    graphed = LargeMLPClassifier(cuda_graphs=True, **params).fit(X, y)
     assert backend[0].captures == 1
+    _assert_same(LargeMLPClassifier(**params).fit(X, y), graphed)
+
+
+def test_graphed_stack_equals_plain_stack(backend):
+    # K > 1 members replay one captured step; a member that stops early
+    # changes the stack, which is captured again, and results stay exact.
+    X, y = _classification()
+    base = dict(hidden_layer_sizes=(8,), batch_size=64, max_iter=6, random_state=0)
+    grid = [dict(learning_rate_init=lr) for lr in (1e-3, 1e-2, 3e-2)]
+    grid.append(dict(learning_rate_init=1e-2, n_iter_no_change=1, tol=10.0))
+    plain = fit_many([LargeMLPClassifier(**base, **g) for g in grid], X, y)
+    graphed = fit_many(
+        [LargeMLPClassifier(cuda_graphs=True, **base, **g) for g in grid], X, y
+    )
+    for a, b in zip(plain, graphed, strict=True):
+        _assert_same(a, b)
+    assert backend[0].captures == 2
 
 
 def test_failed_capture_trains_on_uncaptured(monkeypatch, caplog):
@@ -160,20 +172,3 @@ def test_cuda_graphs_is_ignored_on_the_cpu():
         LargeMLPClassifier(**base).fit(X, y),
         LargeMLPClassifier(cuda_graphs=True, **base).fit(X, y),
     )
-
-
-def test_set_capturable_overrides_a_loaded_state():
-    w = torch.nn.Parameter(torch.ones(3))
-    opt = torch.optim.Adam([w])
-    w.grad = torch.ones(3)
-    opt.step()
-    state = opt.state_dict()
-    set_capturable(opt, True)
-    assert opt.param_groups[0]["capturable"] is True
-    opt.load_state_dict(state)  # saved with capturable=False
-    assert opt.param_groups[0]["capturable"] is False
-    set_capturable(opt, True)
-    assert opt.param_groups[0]["capturable"] is True
-    sgd = torch.optim.SGD([w], lr=0.1)
-    set_capturable(sgd, True)  # SGD has no step counter: nothing to do
-    assert "capturable" not in sgd.param_groups[0]

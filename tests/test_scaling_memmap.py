@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.utils import check_array
 
-import sknn_large._data as data_module
+import sknn_large._data._sources as data_module
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
 from sknn_large._data import (
     ResidentFeed,
@@ -226,8 +226,8 @@ _RSS_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     warnings.simplefilter("ignore")
     from test_scaling_memmap import _status_mb
-    import sknn_large._base as base_module
-    import sknn_large._data as data_module
+    import sknn_large._estimator._inputs as base_module
+    import sknn_large._data._sources as data_module
     from sknn_large import LargeMLPRegressor
 
     torch.set_num_threads(1)

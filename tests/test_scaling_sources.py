@@ -7,8 +7,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-import sknn_large._base as base_module
-import sknn_large._data as data_module
+import sknn_large._estimator._inputs as base_module
+import sknn_large._estimator._predict as predict_module
+from sknn_large._estimator import _plan
+import sknn_large._data._sources as data_module
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
 from sknn_large._data import RowView, is_row_source
 
@@ -50,7 +52,7 @@ def small_chunks(monkeypatch):
     # and the finite check and prediction read them in blocks of that size.
     monkeypatch.setattr(data_module, "_DEFAULT_CHUNK_BYTES", 4000)
     monkeypatch.setattr(base_module, "_CHECK_BLOCK_BYTES", 4000)
-    monkeypatch.setattr(base_module, "_PREDICT_ROWS", {"cpu": 100})
+    monkeypatch.setattr(predict_module, "_PREDICT_ROWS", {"cpu": 100})
 
 
 def _assert_same_fit(a, b):
@@ -154,10 +156,10 @@ def test_early_stopping_splits_rows_without_copying(tmp_path, small_chunks, kind
     ref.fit(X, y)  # sets n_outputs_ and the classes
     Y = ref._label_binarizer.transform(y)
     rng = np.random.RandomState(0)
-    Xt, _, _, Xv, _, _ = ref._split_validation(X, Y, None, rng)
+    Xt, _, _, Xv, _, _ = _plan.holdout_split(ref, X, Y, None, rng)
     rng = np.random.RandomState(0)
     view = RowView(source) if kind == "source" else source
-    Vt, _, _, Vv, Wv, _ = ref._split_validation(view, Y, None, rng)
+    Vt, _, _, Vv, Wv, _ = _plan.holdout_split(ref, view, Y, None, rng)
     assert isinstance(Vt, RowView) and isinstance(Vv, RowView)
     # The rows are X's, identified by their (unique) values.
     position = {row.tobytes(): i for i, row in enumerate(X)}

@@ -10,7 +10,7 @@ from scipy.special import expit
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
 from sknn_large._engine import _ACTIVATIONS, _SOLVERS
 
-ALL_SOLVERS = sorted(_SOLVERS) + ["lbfgs"]
+ALL_SOLVERS = sorted(_SOLVERS)
 
 
 def _binary_log_loss(clf, X, y):
@@ -234,7 +234,7 @@ def test_quiet_by_default(iris, capsys):
 
 def test_keyboard_interrupt_keeps_usable_model(iris, monkeypatch):
     # Ctrl-C during fit warns, keeps the last completed epoch and leaves a fitted model.
-    from sknn_large._engine import _train
+    from sknn_large._engine import _loop as _train
 
     X, y = iris
     calls = {"n": 0}
@@ -388,7 +388,7 @@ def test_l2_as_coupled_decay_equals_loss_term(solver, iris):
 def test_small_device_budget_streams_and_matches_resident(iris, monkeypatch, caplog):
     # Data over the device budget is streamed in chunks; with shuffle=False the
     # streamed fit equals the resident one exactly.
-    from sknn_large import _data
+    from sknn_large._data import _sources as _data
 
     X, y = iris
     kw = dict(hidden_layer_sizes=(8,), batch_size=16, shuffle=False, max_iter=3)

@@ -11,15 +11,15 @@ that reads them is replayed from a graph; anything else (the last, smaller
 batch of an epoch) runs eagerly on the same parameters and optimizer state.
 The graph is captured after a few eager warm-up steps (PyTorch's recipe: they
 run on a side stream and initialise the optimizer state and library
-workspaces) and captured again whenever the learning rate changes, because a
-captured step bakes the rate in. Every warm-up step is a real training step:
-a graphed fit performs the very same sequence of updates as a plain one.
+workspaces). The learning rate and every other hyper-parameter are device
+tensors the captured step reads, so a schedule never forces a new capture.
+Every warm-up step is a real training step: a graphed fit performs the very
+same sequence of updates as a plain one.
 
 What makes a step replayable: no host synchronisation inside it (the epoch's
 loss is summed on the device), parameters and optimizer state updated in
-place (``restore`` copies into them, so early stopping and divergence
-recovery keep the graph valid), optimizers built with ``capturable=True``,
-and autocast without its weight cache.
+place (divergence recovery copies into them, so the graph stays valid), step
+counts kept on the device, and autocast without its weight cache.
 
 The capture and replay go through a small backend object, so that the CPU
 tests can drive the same control flow with a backend that "replays" by
@@ -33,9 +33,6 @@ import logging
 from collections.abc import Callable
 
 import torch
-
-from ._config import TrainConfig
-from ._optim import current_learning_rate
 
 _log = logging.getLogger("sknn_large")
 
@@ -81,31 +78,21 @@ class GraphedStep:
     ----------
     step : callable
         ``batch -> reported loss times batch size``: the plain eager step,
-        closed over the module (whose parameters must stay the same tensors
-        throughout), the optimizer and the configuration.
-    optimizer : torch.optim.Optimizer
-        The step's optimizer, built with ``capturable=True`` where it has that
-        option; its learning rate decides when to capture again.
-    cfg : TrainConfig
-        ``cfg.batch_size`` is the size of the batches that are replayed.
+        closed over parameters and buffers that stay the same tensors
+        throughout (a stack that retires members captures again).
+    batch_size : int
+        The size of the batches that are replayed.
     backend : CudaGraphs or compatible
         Captures and replays; see the module docstring.
     """
 
-    def __init__(
-        self,
-        step: StepFn,
-        optimizer: torch.optim.Optimizer,
-        cfg: TrainConfig,
-        backend,
-    ):
-        self.step, self.optimizer = step, optimizer
-        self.batch_size = cfg.batch_size
+    def __init__(self, step: StepFn, batch_size: int, backend):
+        self.step = step
+        self.batch_size = batch_size
         self.backend = backend
         self.buffers: tuple | None = None
         self.graph = None
         self.out: torch.Tensor | None = None
-        self.captured_lr: float | None = None
         self.warm = 0
         self.disabled = False
 
@@ -119,9 +106,11 @@ class GraphedStep:
         return self.buffers
 
     def _replayable(self, batch: tuple) -> bool:
-        if self.disabled or batch[0].shape[0] != self.batch_size:
+        if self.disabled or batch[0].shape[1] != self.batch_size:
             return False
-        if self.buffers is None:
+        if self.buffers is None or self.buffers[0].shape != batch[0].shape:
+            # First batch, or members left the stack: new buffers, new graph.
+            self.buffers, self.graph = None, None
             return True
         # Same dtypes and presence of sample weights as the captured step.
         return all(
@@ -139,9 +128,6 @@ class GraphedStep:
             _log.warning("CUDA-graph capture failed (%s); training without it", exc)
             self.disabled = True
             self.graph = self.out = None
-            self.optimizer.zero_grad(set_to_none=True)
-            return
-        self.captured_lr = current_learning_rate(self.optimizer)
 
     def __call__(self, batch: tuple) -> torch.Tensor:
         """One training step on ``batch``; returns the reported loss times its size."""
@@ -152,9 +138,7 @@ class GraphedStep:
             self.warm += 1
             with self.backend.warmup():
                 return self.step(buffers)
-        if self.graph is None or current_learning_rate(self.optimizer) != (
-            self.captured_lr
-        ):
+        if self.graph is None:
             self._capture()
             if self.disabled:
                 return self.step(buffers)

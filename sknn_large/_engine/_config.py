@@ -12,11 +12,14 @@ class TrainConfig:
     """Everything the engine needs to know about one training call.
 
     The sklearn layer builds it from validated estimator parameters; the engine
-    never sees the estimator itself.
+    never sees the estimator itself. Members trained in one stack share
+    :meth:`group_key`; everything else may differ between them.
     """
 
     solver: str
     loss: str
+    activation: str = "relu"
+    dropout: float = 0.0
     learning_rate_init: float = 1e-3
     learning_rate: str = "constant"
     power_t: float = 0.5
@@ -40,6 +43,18 @@ class TrainConfig:
     resume: bool = False
     cuda_graphs: bool = False
     autocast_dtype: torch.dtype | None = None
+
+    def group_key(self) -> tuple:
+        """The settings every member of one stack must share."""
+        return (
+            self.solver,
+            self.loss,
+            self.activation,
+            self.batch_size,
+            self.autocast_dtype,
+            self.cuda_graphs,
+            self.incremental,
+        )
 
 
 @dataclass

@@ -34,6 +34,33 @@ def _logistic_log_loss(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(raw, y, reduction="none").sum(dim=1)
 
 
+# The output delta of every loss below is ``prediction - target`` (each pairs
+# with its canonical link), which is what the hand-derived backward uses.
+def _squared_delta(raw: torch.Tensor, y: torch.Tensor):
+    diff = raw - y
+    return 0.5 * diff.square().sum(dim=-1), diff
+
+
+def _poisson_delta(raw: torch.Tensor, y: torch.Tensor):
+    mean = torch.exp(raw)
+    value = (torch.xlogy(y, y) - y * raw - y + mean).sum(dim=-1)
+    return value, mean.sub_(y)
+
+
+def _softmax_delta(raw: torch.Tensor, y: torch.Tensor):
+    log_p = torch.log_softmax(raw, dim=-1)
+    idx = y.unsqueeze(-1)
+    value = -log_p.gather(-1, idx).squeeze(-1)
+    delta = log_p.exp_()
+    delta.scatter_add_(-1, idx, torch.full_like(idx, -1, dtype=delta.dtype))
+    return value, delta
+
+
+def _logistic_delta(raw: torch.Tensor, y: torch.Tensor):
+    value = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
+    return value.sum(dim=-1), torch.sigmoid(raw).sub_(y)
+
+
 @dataclass(frozen=True)
 class Loss:
     """A per-sample loss and how its value is reported.
@@ -48,19 +75,39 @@ class Loss:
         Whether the reported value averages (rather than sums) over outputs.
     index_targets : bool
         Whether targets are class indices (``int64``) instead of floats.
+    value_and_delta : callable or None
+        ``(raw, targets) -> (per-sample values, d value / d raw)`` over any
+        leading dimensions, for the hand-derived step; None trains the loss
+        through autograd only.
     """
 
     per_sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     out_activation: str
     divide_by_outputs: bool = False
     index_targets: bool = False
+    value_and_delta: (
+        Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+        | None
+    ) = None
 
 
 _LOSSES: dict[str, Loss] = {
-    "squared_error": Loss(_half_squared_error, "identity", divide_by_outputs=True),
-    "poisson": Loss(_half_poisson_deviance, "exp"),
-    "log_loss": Loss(_softmax_log_loss, "softmax", index_targets=True),
-    "binary_log_loss": Loss(_logistic_log_loss, "logistic"),
+    "squared_error": Loss(
+        _half_squared_error,
+        "identity",
+        divide_by_outputs=True,
+        value_and_delta=_squared_delta,
+    ),
+    "poisson": Loss(_half_poisson_deviance, "exp", value_and_delta=_poisson_delta),
+    "log_loss": Loss(
+        _softmax_log_loss,
+        "softmax",
+        index_targets=True,
+        value_and_delta=_softmax_delta,
+    ),
+    "binary_log_loss": Loss(
+        _logistic_log_loss, "logistic", value_and_delta=_logistic_delta
+    ),
 }
 
 

@@ -22,6 +22,32 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "elu": nn.ELU,
 }
 
+# Activations the hand-derived step covers: an in-place forward, and the
+# backward from the activation's *output* (so no pre-activation is kept).
+# These are the aten kernels autograd itself calls, so both paths round alike.
+# Activations missing here (gelu, silu) train through autograd.
+_aten = torch.ops.aten
+_HAND_ACTIVATIONS: dict[
+    str,
+    tuple[
+        Callable[[torch.Tensor], torch.Tensor],
+        Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    ],
+] = {
+    "identity": (lambda z: z, None),
+    "logistic": (torch.sigmoid_, _aten.sigmoid_backward),
+    "tanh": (torch.tanh_, _aten.tanh_backward),
+    "relu": (torch.relu_, lambda g, a: _aten.threshold_backward(g, a, 0.0)),
+    "leaky_relu": (
+        lambda z: torch.nn.functional.leaky_relu_(z, 0.01),
+        lambda g, a: _aten.leaky_relu_backward(g, a, 0.01, True),
+    ),
+    "elu": (
+        lambda z: torch.nn.functional.elu_(z),
+        lambda g, a: _aten.elu_backward(g, 1.0, 1.0, 1.0, True, a),
+    ),
+}
+
 # Output activations applied at prediction time; training works on raw scores
 # so that losses can use their numerically stable fused forms.
 _OUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

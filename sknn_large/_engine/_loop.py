@@ -1,0 +1,479 @@
+"""The one training loop: a stack of K >= 1 members, epoch by epoch.
+
+``train`` -> ``_run_epoch`` -> ``_Trainer.step`` -> (hand-derived or autograd
+gradient, then :func:`apply_step`). A plain ``fit`` is ``K = 1``; a vectorised
+search or an ensemble is ``K > 1``. Each member keeps its own settings, rows,
+shuffling and dropout streams, stopping rule, schedule and hooks; members that
+stop leave the stack and stop costing work.
+
+The hot path does device work only: one host read per epoch (the members'
+losses), hyper-parameters such as the learning rate live in device tensors
+(so a captured CUDA graph reads the current rate), and buffers are reused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._capture import CudaGraphs, GraphedStep
+from ._config import TrainConfig, TrainState
+from ._losses import _LOSSES
+from ._network import _HAND_ACTIVATIONS
+from ._optstate import from_torch_state, to_torch_state
+from ._solvers import _SOLVERS, lr_after_epoch, member_hyper
+from ._stack import ParamStack, flat_to_module
+from ._threads import single_threaded_below
+
+EpochEnd = Callable[[nn.Module, TrainState], "bool | None"]
+
+
+@dataclass
+class Validation:
+    """Held-out data of one member, for early stopping.
+
+    Exactly one of ``rows`` (rows of the shared training data) and
+    ``blocks`` (a callable yielding the member's own input blocks on the
+    training device) is set.
+    """
+
+    score: Callable[[np.ndarray], float]
+    rows: torch.Tensor | None = None
+    blocks: Callable[[], Iterator[torch.Tensor]] | None = None
+
+
+@dataclass
+class Member:
+    """One network to train: its settings, state, data and hooks.
+
+    Attributes
+    ----------
+    cfg : TrainConfig
+        Its settings; :meth:`TrainConfig.group_key` must match its stack's.
+    state : TrainState
+        Carried across calls; updated in place.
+    module : torch.nn.Module
+        The network, on the training device: its weights are the start and
+        receive the result (the best weights with early stopping).
+    rows : Tensor or None
+        Its training rows of the shared data; None for all of them.
+    sample_weight : Tensor or None
+        Weights aligned with ``rows`` (with every row when ``rows`` is None).
+    validation : Validation or None
+        Early-stopping data.
+    on_epoch_begin : callable or None
+        ``state -> None`` before each epoch.
+    on_epoch_end : callable or None
+        ``(module, state) -> stop?`` after each completed epoch, once the
+        stopping rule has run; ``module`` holds the epoch's weights and
+        ``state.optimizer_state`` / ``state.dropout_rng`` are current.
+    label : str
+        Prefix of its verbose lines (stacked members say which they are).
+    """
+
+    cfg: TrainConfig
+    state: TrainState
+    module: nn.Module
+    rows: torch.Tensor | None = None
+    sample_weight: torch.Tensor | None = None
+    validation: Validation | None = None
+    on_epoch_begin: Callable[[TrainState], None] | None = None
+    on_epoch_end: EpochEnd | None = None
+    label: str = ""
+    lr: float = field(init=False, default=0.0)
+    epochs: int = field(init=False, default=0)
+    dropout_gen: torch.Generator | None = field(init=False, default=None)
+
+
+# ------------------------------------------------------------------ set-up
+
+
+def _prepare(m: Member, device: torch.device) -> tuple[dict, float]:
+    """Reset the call's counters; return (saved buffers, saved step count)."""
+    cfg, st = m.cfg, m.state
+    carried = (cfg.incremental or cfg.resume) and st.optimizer_state is not None
+    buffers, steps, m.lr = {}, 0.0, cfg.learning_rate_init
+    if carried:
+        buffers, steps, m.lr = from_torch_state(st.optimizer_state, m.module, cfg)
+    if not cfg.resume:
+        st.n_iter = 0
+    st.converged = st.interrupted = st.diverged = False
+    st.messages = []
+    m.epochs = 1 if cfg.incremental else cfg.max_iter
+    gen = torch.Generator(device=device)
+    saved = st.dropout_rng
+    if saved is not None and saved[0] == device.type:
+        gen.set_state(saved[1])
+    else:
+        gen.manual_seed(st.dropout_seed)
+    m.dropout_gen = gen
+    return buffers, steps
+
+
+class _Trainer:
+    """The stack, its optimizer buffers and per-member settings."""
+
+    def __init__(self, members: list[Member], device, dtype):
+        cfg = members[0].cfg
+        self.solver = _SOLVERS[cfg.solver]
+        self.loss = _LOSSES[cfg.loss]
+        self.activation, self.autocast = cfg.activation, cfg.autocast_dtype
+        self.members = members
+        self.stack = ParamStack.from_modules([m.module for m in members], device, dtype)
+        saved = [_prepare(m, device) for m in members]
+        self.buffers = self.solver.build_state(self.stack.theta)
+        for name, buf in self.buffers.items():
+            for k, (b, _) in enumerate(saved):
+                if name in b:
+                    buf[k].copy_(b[name])
+        self.steps = torch.tensor([[s] for _, s in saved], device=device, dtype=dtype)
+        self._set_hyper()
+        self.hand = (
+            cfg.activation in _HAND_ACTIVATIONS
+            and self.loss.value_and_delta is not None
+            and cfg.autocast_dtype is None
+        )
+
+    def _set_hyper(self) -> None:
+        rows = [member_hyper(m.cfg, m.lr) for m in self.members]
+        t = self.stack.theta
+        self.hyper = {
+            name: torch.tensor([[r[name]] for r in rows], device=t.device, dtype=t.dtype)
+            for name in rows[0]
+        }
+        self.hyper["step"] = self.steps
+        self.hyper["n_weights"] = self.stack.n_weights
+        self.has_l2 = any(r["l2"] > 0 for r in rows)
+        self.has_l1 = any(r["l1"] > 0 for r in rows)
+        self.dropout = [m.cfg.dropout for m in self.members]
+
+    def update_lr(self) -> None:
+        """Write the members' current rates into the tensor the step reads."""
+        lr = [[m.lr] for m in self.members]
+        self.hyper["lr"].copy_(torch.tensor(lr, dtype=self.hyper["lr"].dtype))
+
+    def keep(self, keep: list[bool]) -> None:
+        """Retire the members whose entry is False."""
+        idx = [i for i, k in enumerate(keep) if k]
+        self.members = [self.members[i] for i in idx]
+        if not idx:
+            return
+        dev = torch.tensor(idx, device=self.stack.theta.device)
+        self.stack.keep(dev)
+        self.buffers = {n: b.index_select(0, dev) for n, b in self.buffers.items()}
+        self.steps = self.steps.index_select(0, dev)
+        self._set_hyper()
+
+    # ---------------------------------------------------------------- step
+
+    def _masks(self, k: int, bsz: int, counts) -> list[torch.Tensor] | None:
+        if not any(p > 0 for p in self.dropout):
+            return None
+        t = self.stack.theta
+        masks = []
+        for width in self.stack.widths[1:-1]:
+            mask = torch.ones(k, bsz, width, device=t.device, dtype=t.dtype)
+            for i, m in enumerate(self.members):
+                p = self.dropout[i]
+                n = bsz if counts is None else int(counts[i])
+                if p > 0 and n > 0:
+                    mask[i, :n].bernoulli_(1 - p, generator=m.dropout_gen)
+                    mask[i, :n].div_(1 - p)
+            masks.append(mask)
+        return masks
+
+    def step(self, batch) -> torch.Tensor:
+        """One update of every member; returns each one's loss times its rows."""
+        x, y, w, counts = batch
+        k, bsz = x.shape[0], x.shape[1]
+        if w is None:
+            n, scale = float(bsz), 1.0 / bsz
+        else:
+            n = w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+            scale = (w / n).unsqueeze(-1)
+        masks = self._masks(k, bsz, counts)
+        if self.hand:
+            value = self.stack.hand_step(
+                x, y, scale, self.activation, self.loss, masks
+            )
+        else:
+            value = self.stack.autograd_step(
+                x, y, scale, self.activation, self.loss, masks, self.autocast
+            )
+        data = value.mean(dim=1) if w is None else (value * w).sum(dim=1) / n[:, 0]
+        n_out = self.stack.widths[-1]
+        if self.loss.divide_by_outputs and n_out > 1:
+            data = data / n_out
+        report = data + apply_step(self, n, counts)
+        rows = bsz if counts is None else counts.to(report.dtype)
+        return report * rows
+
+
+def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
+    """Penalty gradient, then the optimizer update; returns the penalty / n.
+
+    ``n`` is each member's batch size or weight sum (a float or ``(K, 1)``).
+    Members without rows in this batch (``counts == 0``) keep their
+    parameters and buffers.
+    """
+    st, h = tr.stack, tr.hyper
+    w, gw = st.theta[:, : st.n_weights], st.grad[:, : st.n_weights]
+    pen = torch.zeros(st.k, device=w.device, dtype=w.dtype)
+    if tr.has_l2:
+        pen = pen + 0.5 * h["l2"][:, 0] * w.square().sum(dim=1)
+        gw.add_(w * (h["l2"] / n))
+    if tr.has_l1:
+        pen = pen + h["l1"][:, 0] * w.abs().sum(dim=1)
+        gw.add_(w.sign() * (h["l1"] / n))
+    idle = None
+    if counts is not None and bool((counts == 0).any()):
+        idle = (counts == 0).nonzero()[:, 0]
+        saved = [st.theta[idle]] + [b[idle] for b in tr.buffers.values()]
+        h["step"].add_((counts > 0).to(h["step"].dtype).unsqueeze(1))
+    else:
+        h["step"].add_(1.0)
+    tr.solver.step(st.theta, st.grad, tr.buffers, h)
+    if idle is not None:
+        for t, s in zip([st.theta, *tr.buffers.values()], saved, strict=True):
+            t[idle] = s
+    pen_n = pen / (n if isinstance(n, float) else n[:, 0])
+    return pen_n
+
+
+# ------------------------------------------------------------------ epochs
+
+
+def _run_epoch(tr: _Trainer, step, feed) -> list[float]:
+    """One pass of every member over its rows; one host read at the end."""
+    total = None
+    for batch in feed.epoch(tr.members):
+        loss = step(batch)
+        # In place after the first: a graphed step rewrites its output tensor.
+        total = loss.clone() if total is None else total.add_(loss)
+    n = [feed.n_rows(m) for m in tr.members]
+    return [v / r for v, r in zip(total.double().cpu().tolist(), n, strict=True)]
+
+
+@torch.no_grad()
+def _validation_scores(tr: _Trainer, feed) -> list[float | None]:
+    """Each early-stopping member's score on its held-out rows."""
+    out: list[float | None] = [None] * len(tr.members)
+    by_rows = [k for k, m in enumerate(tr.members) if _val(m, "rows") is not None]
+    if by_rows:
+        parts = [
+            m.validation.rows if _val(m, "rows") is not None else m.rows[:1]
+            for m in tr.members
+        ]
+        lengths = [p.shape[0] for p in parts]
+        raw = tr.stack.forward(feed.gather_padded(parts), tr.activation)
+        raw = raw.double().cpu().numpy()
+        for k in by_rows:
+            out[k] = float(tr.members[k].validation.score(raw[k, : lengths[k]]))
+    for k, m in enumerate(tr.members):
+        if _val(m, "blocks") is not None:
+            blocks = m.validation.blocks()
+            raw = [tr.stack.forward_member(k, x, tr.activation) for x in blocks]
+            out[k] = float(m.validation.score(torch.cat(raw).double().cpu().numpy()))
+    return out
+
+
+def _val(m: Member, name: str):
+    return None if m.validation is None else getattr(m.validation, name)
+
+
+def _say(m: Member, msg: str) -> None:
+    m.state.messages.append(msg)
+    if m.cfg.verbose:
+        print(m.label + msg)
+
+
+def _no_improvement(tr: _Trainer, k: int, score) -> None:
+    """scikit-learn's rule: improvement means beating the best by more than tol."""
+    m, st = tr.members[k], tr.members[k].state
+    if m.validation is not None:
+        st.validation_scores.append(score)
+        if m.cfg.verbose:
+            print(m.label + "Validation score: %f" % score)
+        worse = score < st.best_validation_score + m.cfg.tol
+        st.no_improvement_count = st.no_improvement_count + 1 if worse else 0
+        if score > st.best_validation_score:
+            st.best_validation_score = score
+            st.best_params = tr.stack.module_params(tr.stack.theta[k])
+        return
+    last = st.loss_curve[-1]
+    worse = last > st.best_loss - m.cfg.tol
+    st.no_improvement_count = st.no_improvement_count + 1 if worse else 0
+    st.best_loss = min(st.best_loss, last)
+
+
+def _should_stop(m: Member) -> bool:
+    """Patience ran out: stop, or (adaptive SGD) divide the rate by 5."""
+    cfg = m.cfg
+    what = "Validation score" if cfg.early_stopping else "Training loss"
+    msg = "%s did not improve more than tol=%f for %d consecutive epochs." % (
+        what,
+        cfg.tol,
+        cfg.n_iter_no_change,
+    )
+    if cfg.solver != "sgd" or cfg.learning_rate != "adaptive":
+        msg += " Stopping."
+    elif m.lr <= 1e-6:
+        msg += " Learning rate too small. Stopping."
+    else:
+        m.lr /= 5.0
+        m.state.no_improvement_count = 0
+        _say(m, msg + " Setting learning rate to %f" % m.lr)
+        return False
+    _say(m, msg)
+    return True
+
+
+def _end_epoch(tr: _Trainer, k: int, loss: float, n_rows: int, score) -> bool:
+    """Record member ``k``'s finished epoch; True when it stops by its rule."""
+    m, st = tr.members[k], tr.members[k].state
+    st.t += n_rows
+    st.n_iter += 1
+    st.loss = loss
+    st.loss_curve.append(loss)
+    if m.cfg.verbose:
+        print(m.label + "Iteration %d, loss = %.8f" % (st.n_iter, loss))
+    _no_improvement(tr, k, score)
+    m.lr = lr_after_epoch(m.cfg, m.lr, st.t)
+    return st.no_improvement_count > m.cfg.n_iter_no_change and _should_stop(m)
+
+
+def _publish(tr: _Trainer, k: int) -> None:
+    """Member ``k``'s current weights, optimizer state and dropout stream."""
+    m = tr.members[k]
+    flat_to_module(tr.stack.theta[k], m.module)
+    bufs = {name: b[k] for name, b in tr.buffers.items()}
+    n_steps = float(tr.steps[k, 0])
+    m.state.optimizer_state = to_torch_state(m.module, m.cfg, bufs, n_steps, m.lr)
+    m.state.dropout_rng = (m.dropout_gen.device.type, m.dropout_gen.get_state())
+
+
+def _finish(tr: _Trainer, k: int) -> None:
+    """Hand member ``k``'s result back (the best weights with early stopping)."""
+    _publish(tr, k)
+    m = tr.members[k]
+    if m.cfg.early_stopping and m.state.best_params is not None:
+        with torch.no_grad():
+            for p, best in zip(m.module.parameters(), m.state.best_params, strict=True):
+                p.copy_(best)
+
+
+def _diverge(tr: _Trainer, k: int, last_good: torch.Tensor) -> None:
+    # Keep the epoch count and curves honest, then put finite weights back.
+    m, st = tr.members[k], tr.members[k].state
+    st.diverged = True
+    st.n_iter += 1
+    st.loss = float("nan")
+    st.loss_curve.append(float("nan"))
+    if m.validation is not None:
+        st.validation_scores.append(float("nan"))
+    tr.stack.theta[k].copy_(last_good[k])
+
+
+def _after_epoch(tr: _Trainer, k: int, loss: float, feed, score) -> bool:
+    """Bookkeeping, hooks and stopping for member ``k``; True if it stops."""
+    m = tr.members[k]
+    if not math.isfinite(loss):
+        return True
+    stop = _end_epoch(tr, k, loss, feed.n_rows(m), score)
+    if m.on_epoch_end is not None:
+        # Everything the next epoch depends on is settled here, so a
+        # checkpoint taken now resumes exactly.
+        _publish(tr, k)
+        if m.on_epoch_end(m.module, m.state) and not stop:
+            _say(m, "Stopped by a callback.")
+            stop = True
+    if stop:
+        m.state.converged = True
+        return True
+    if m.state.n_iter >= m.epochs:
+        m.state.converged = m.cfg.incremental
+        return True
+    return False
+
+
+def _epoch(tr: _Trainer, step, feed) -> None:
+    """Train every member one epoch, then retire those that stop."""
+    for m in tr.members:
+        if m.on_epoch_begin is not None:
+            m.on_epoch_begin(m.state)
+    last_good = tr.stack.theta.clone()
+    try:
+        losses = _run_epoch(tr, step, feed)
+    except KeyboardInterrupt:
+        tr.stack.theta.copy_(last_good)
+        raise
+    for k, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            _diverge(tr, k, last_good)
+    scores = _validation_scores(tr, feed)
+    keep = []
+    for k, loss in enumerate(losses):
+        stop = _after_epoch(tr, k, loss, feed, scores[k])
+        if stop:
+            _finish(tr, k)
+        keep.append(not stop)
+    tr.update_lr()
+    if not all(keep):
+        tr.keep(keep)
+
+
+# ------------------------------------------------------------------ entry
+
+def _graph_backend(device: torch.device):
+    """What captures the step on ``device`` (None: it runs uncaptured)."""
+    return CudaGraphs(device) if device.type == "cuda" else None
+
+
+def _step_function(tr: _Trainer, cfg: TrainConfig):
+    device = tr.stack.theta.device
+    backend = _graph_backend(device) if cfg.cuda_graphs else None
+    if backend is None:
+        return tr.step
+    return GraphedStep(tr.step, cfg.batch_size, backend)
+
+
+def train(members: list[Member], feed) -> None:
+    """Train ``members`` (one stochastic solver, one architecture) together.
+
+    Parameters
+    ----------
+    members : list of Member
+        ``K >= 1`` members whose ``cfg.group_key()`` agree; updated in place:
+        each module holds its result and each state its curves and counters.
+        On a non-finite loss a member's weights of its last finite epoch are
+        restored and ``state.diverged`` is set; on Ctrl-C every member keeps
+        the weights of its last completed epoch and ``state.interrupted`` is
+        set.
+    feed : SharedFeed or StackFeed
+        The training data (see :mod:`sknn_large._data`).
+    """
+    keys = {m.cfg.group_key() for m in members}
+    if len(keys) != 1:
+        raise ValueError(f"Members of one stack must share {sorted(keys)[0]}.")
+    param = next(members[0].module.parameters())
+    tr = _Trainer(list(members), param.device, param.dtype)
+    # A resumed fit may already have its epochs (max_iter is not fingerprinted).
+    done = [m.state.n_iter >= m.epochs for m in tr.members]
+    for k in [k for k, d in enumerate(done) if d]:
+        _finish(tr, k)
+    tr.keep([not d for d in done])
+    step = _step_function(tr, members[0].cfg)
+    work = len(members) * members[0].cfg.batch_size * tr.stack.n_params
+    with single_threaded_below(work, param.device):
+        try:
+            while tr.members:
+                _epoch(tr, step, feed)
+        except KeyboardInterrupt:
+            for k, m in enumerate(tr.members):
+                m.state.interrupted = True
+                _finish(tr, k)

@@ -1,0 +1,180 @@
+"""The solver table: one record per public ``solver`` name.
+
+Every stochastic solver updates a stack of ``K`` networks at once. The stack's
+parameters are one flat ``(K, P)`` tensor (all weights first, then all biases),
+so an update is a handful of element-wise operations on one tensor whatever the
+number of layers, and per-member hyper-parameters are ``(K, 1)`` tensors that
+broadcast along each row. The formulas are torch.optim's; nothing here imports
+``torch.optim`` (whose first import pulls in the compiler stack, seconds on a
+cold process).
+
+Adding a solver is one :class:`Solver` entry in :data:`_SOLVERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ._config import TrainConfig
+
+Buffers = dict[str, torch.Tensor]
+Hyper = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Solver:
+    """How one public solver trains.
+
+    Attributes
+    ----------
+    name : str
+        The public ``solver`` option.
+    buffers : tuple of str
+        Per-parameter state it keeps, named as torch.optim names them (so a
+        state converts to and from an optimizer ``state_dict``).
+    counts_steps : bool
+        Whether it keeps a step count (bias correction; torch records it).
+    step : callable or None
+        ``step(theta, grad, buffers, hyper)`` updates ``theta`` and the
+        buffers in place; None for full-batch solvers (L-BFGS), which the
+        engine drives through SciPy instead.
+    hyper : tuple of str
+        The per-member settings the step reads, as ``(K, 1)`` tensors.
+    """
+
+    name: str
+    buffers: tuple[str, ...]
+    counts_steps: bool
+    step: Callable[[torch.Tensor, torch.Tensor, Buffers, Hyper], None] | None
+    hyper: tuple[str, ...] = ()
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether it trains on mini-batches."""
+        return self.step is not None
+
+    def kept_buffers(self, cfg: TrainConfig) -> tuple[str, ...]:
+        """The buffers torch.optim keeps for these settings.
+
+        torch keeps no momentum buffer when momentum is zero; the engine keeps
+        one anyway (it is inert then) but does not report it.
+        """
+        if cfg.momentum > 0:
+            return self.buffers
+        return tuple(b for b in self.buffers if b != "momentum_buffer")
+
+    def build_state(self, theta: torch.Tensor) -> Buffers:
+        """Zero buffers shaped like ``theta``."""
+        return {name: torch.zeros_like(theta) for name in self.buffers}
+
+
+def _adam(theta, grad, buf, h, decoupled: bool = False) -> None:
+    m, v, step = buf["exp_avg"], buf["exp_avg_sq"], h["step"]
+    b1, b2 = h["beta_1"], h["beta_2"]
+    if decoupled:
+        theta[:, : h["n_weights"]].mul_(1 - h["lr"] * h["weight_decay"])
+    m.lerp_(grad, 1 - b1)
+    v.mul_(b2).addcmul_(grad, grad * (1 - b2))
+    step_size = h["lr"] / (1 - b1**step)
+    denom = (v.sqrt() / (1 - b2**step).sqrt()).add_(h["epsilon"])
+    theta.sub_(m.div(denom).mul_(step_size))
+
+
+def _adamw(theta, grad, buf, h) -> None:
+    _adam(theta, grad, buf, h, decoupled=True)
+
+
+def _sgd(theta, grad, buf, h) -> None:
+    mom = h["momentum"]
+    b = buf["momentum_buffer"]
+    b.mul_(mom).add_(grad)
+    # Nesterov looks one step ahead along the updated buffer.
+    direction = torch.where(h["nesterov"] > 0, grad + mom * b, b)
+    theta.sub_(direction.mul_(h["lr"]))
+
+
+def _rmsprop(theta, grad, buf, h) -> None:
+    # beta_2 plays the role of the squared-gradient decay, as in Adam.
+    sq, b = buf["square_avg"], buf["momentum_buffer"]
+    a = h["beta_2"]
+    sq.mul_(a).addcmul_(grad, grad * (1 - a))
+    scaled = grad / sq.sqrt().add_(h["epsilon"])
+    # With momentum 0 the buffer is the scaled gradient itself.
+    b.mul_(h["momentum"]).add_(scaled)
+    theta.sub_(b * h["lr"])
+
+
+_ADAM_HYPER = ("lr", "beta_1", "beta_2", "epsilon")
+
+# Public solver names -> records. `_parameter_constraints` reads its options here.
+_SOLVERS: dict[str, Solver] = {
+    "adam": Solver("adam", ("exp_avg", "exp_avg_sq"), True, _adam, _ADAM_HYPER),
+    "adamw": Solver(
+        "adamw",
+        ("exp_avg", "exp_avg_sq"),
+        True,
+        _adamw,
+        (*_ADAM_HYPER, "weight_decay"),
+    ),
+    "sgd": Solver(
+        "sgd", ("momentum_buffer",), False, _sgd, ("lr", "momentum", "nesterov")
+    ),
+    "rmsprop": Solver(
+        "rmsprop",
+        ("square_avg", "momentum_buffer"),
+        True,
+        _rmsprop,
+        ("lr", "beta_2", "epsilon", "momentum"),
+    ),
+    "lbfgs": Solver("lbfgs", (), False, None),
+}
+
+STOCHASTIC = frozenset(name for name, s in _SOLVERS.items() if s.stochastic)
+
+
+def l2_strength(cfg: TrainConfig) -> float:
+    """The L2 part of the penalty."""
+    if cfg.penalty == "l2":
+        return cfg.alpha
+    if cfg.penalty == "elasticnet":
+        return cfg.alpha * (1.0 - cfg.l1_ratio)
+    return 0.0
+
+
+def l1_strength(cfg: TrainConfig) -> float:
+    """The L1 part of the penalty."""
+    if cfg.penalty == "l1":
+        return cfg.alpha
+    if cfg.penalty == "elasticnet":
+        return cfg.alpha * cfg.l1_ratio
+    return 0.0
+
+
+def member_hyper(cfg: TrainConfig, lr: float) -> dict[str, float]:
+    """One member's settings, as the step functions and the penalty read them.
+
+    AdamW applies the L2 part as decoupled weight decay inside its step, so
+    it is not a loss term for it.
+    """
+    decoupled = cfg.solver == "adamw"
+    return {
+        "lr": lr,
+        "beta_1": cfg.beta_1,
+        "beta_2": cfg.beta_2,
+        "epsilon": cfg.epsilon,
+        "momentum": cfg.momentum,
+        "nesterov": float(cfg.nesterovs_momentum and cfg.momentum > 0),
+        "weight_decay": l2_strength(cfg) if decoupled else 0.0,
+        "l2": 0.0 if decoupled else l2_strength(cfg),
+        "l1": l1_strength(cfg),
+    }
+
+
+def lr_after_epoch(cfg: TrainConfig, current: float, t: int) -> float:
+    """The learning rate for the next epoch (scikit-learn's ``invscaling``)."""
+    if cfg.solver == "sgd" and cfg.learning_rate == "invscaling":
+        return cfg.learning_rate_init / (t + 1) ** cfg.power_t
+    return current

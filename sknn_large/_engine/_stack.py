@@ -1,0 +1,252 @@
+"""K networks of one architecture as one flat parameter tensor, and their step.
+
+The parameters of ``K`` members live in one ``(K, P)`` tensor: every layer's
+weights ``(fan_in, fan_out)`` first, then every bias. Layers are views of it,
+so one optimizer update touches one tensor, the L1/L2 penalty reads one
+contiguous slice, and retiring members is one row selection.
+
+A training step has two implementations with one contract (fill ``grad``
+with the gradient of the batch's data loss, return each member's loss):
+
+* the hand-derived step (:meth:`ParamStack.hand_step`): forward and backward
+  on preallocated buffers with the aten kernels autograd would call, as
+  scikit-learn derives its own gradients. It covers the activations of
+  ``_HAND_ACTIVATIONS`` and the losses with a ``value_and_delta``.
+* the autograd step (:meth:`ParamStack.autograd_step`), the general path:
+  any activation, autocast (bfloat16).
+
+For ``K == 1`` every product is a plain 2-D ``addmm``/``mm``; for ``K > 1``
+the batched ``baddbmm``/``bmm``. The penalty's gradient and the optimizer
+update are the same code for both paths (:func:`apply_step`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ._losses import Loss
+from ._network import _ACTIVATIONS, _HAND_ACTIVATIONS, linear_layers
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    # No weight cache: a CUDA graph must not capture casts a cache would skip.
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
+
+
+def _affine(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out=None):
+    """``h @ w + b`` per member; ``h`` is ``(K, B, fan_in)``."""
+    if w.shape[0] == 1:
+        res = torch.addmm(b[0], h[0], w[0], out=None if out is None else out[0])
+        return res.unsqueeze(0)
+    return torch.baddbmm(b.unsqueeze(1), h, w, out=out)
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` per member into ``out``."""
+    if out.shape[0] == 1:
+        torch.mm(a[0], b[0], out=out[0])
+    else:
+        torch.bmm(a, b, out=out)
+    return out
+
+
+class ParamStack:
+    """The parameters of ``K`` networks ``widths[0] -> ... -> widths[-1]``.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Layer widths, input first.
+    theta : Tensor of shape (K, P)
+        The flat parameters (see the module docstring for the layout).
+    """
+
+    def __init__(self, widths: Sequence[int], theta: torch.Tensor):
+        self.widths = list(widths)
+        pairs = list(zip(self.widths[:-1], self.widths[1:], strict=True))
+        self._w_spans, offset = [], 0
+        for fi, fo in pairs:
+            self._w_spans.append((offset, fi, fo))
+            offset += fi * fo
+        self.n_weights = offset
+        self._b_spans = []
+        for _, fo in pairs:
+            self._b_spans.append((offset, fo))
+            offset += fo
+        self.n_params = offset
+        self._buffers: dict[tuple, list[torch.Tensor]] = {}
+        self.set_theta(theta)
+
+    # ------------------------------------------------------------ layout
+
+    def set_theta(self, theta: torch.Tensor) -> None:
+        """Use ``theta`` (K, P) as the parameters; gradients start at zero."""
+        self.theta = theta
+        self.grad = torch.zeros_like(theta)
+        self.W, self.b = self._views(theta)
+        self.gW, self.gb = self._views(self.grad)
+        self._buffers.clear()
+
+    def _views(self, flat: torch.Tensor):
+        k = flat.shape[0]
+        ws = [flat[:, o : o + fi * fo].view(k, fi, fo) for o, fi, fo in self._w_spans]
+        bs = [flat[:, o : o + fo] for o, fo in self._b_spans]
+        return ws, bs
+
+    @property
+    def k(self) -> int:
+        """The number of members."""
+        return self.theta.shape[0]
+
+    @classmethod
+    def from_modules(cls, modules: Sequence[nn.Module], device, dtype) -> ParamStack:
+        """Stack the linear layers of ``modules`` (same architecture)."""
+        flats = [module_to_flat(m) for m in modules]
+        layers = linear_layers(modules[0])
+        widths = [layers[0].in_features] + [la.out_features for la in layers]
+        theta = torch.stack(flats).to(device=device, dtype=dtype)
+        return cls(widths, theta)
+
+    def keep(self, idx: torch.Tensor) -> None:
+        """Keep only members ``idx`` (in that order)."""
+        self.set_theta(self.theta.index_select(0, idx))
+
+    def module_params(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """One member's flat vector as ``module.parameters()`` would list it."""
+        out = []
+        for (o, fi, fo), (ob, _) in zip(self._w_spans, self._b_spans, strict=True):
+            out.append(flat[o : o + fi * fo].view(fi, fo).T.contiguous())
+            out.append(flat[ob : ob + fo].clone())
+        return out
+
+    def flat_from_params(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`module_params`."""
+        ws, bs = params[0::2], params[1::2]
+        parts = [w.T.reshape(-1) for w in ws] + [b.reshape(-1) for b in bs]
+        return torch.cat(parts).to(self.theta)
+
+    # ------------------------------------------------------------ forward
+
+    def _buffer(self, key: tuple, shapes) -> list[torch.Tensor]:
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            t = self.theta
+            bufs = [torch.empty(s, device=t.device, dtype=t.dtype) for s in shapes]
+            self._buffers[key] = bufs
+        return bufs
+
+    def forward(self, x: torch.Tensor, activation: str) -> torch.Tensor:
+        """Raw outputs ``(K, B, n_out)`` for inputs ``(K, B, n_in)`` (no grad)."""
+        act = _ACTIVATIONS[activation]()
+        h = x
+        for i, (w, b) in enumerate(zip(self.W, self.b, strict=True)):
+            h = _affine(h, w, b)
+            if i < len(self.W) - 1:
+                h = act(h)
+        return h
+
+    def forward_member(self, k: int, x: torch.Tensor, activation: str):
+        """Raw outputs of member ``k`` for 2-D inputs ``x``."""
+        act = _ACTIVATIONS[activation]()
+        h = x
+        for i, (w, b) in enumerate(zip(self.W, self.b, strict=True)):
+            h = torch.addmm(b[k], h, w[k])
+            if i < len(self.W) - 1:
+                h = act(h)
+        return h
+
+    # ------------------------------------------------------------ steps
+
+    def hand_step(self, x, y, scale, activation: str, loss: Loss, masks):
+        """Gradient of the data loss into ``grad``; returns per-member values.
+
+        ``scale`` is ``(K, B, 1)`` sample weights over each member's weight sum
+        (or a float, ``1 / B``). ``masks`` are per-hidden-layer dropout masks
+        or None.
+        """
+        fwd, bwd = _HAND_ACTIVATIONS[activation]
+        k, bsz = x.shape[0], x.shape[1]
+        widths = self.widths[1:]
+        key = ("hand", k, bsz)
+        bufs = self._buffer(key, [(k, bsz, n) for n in widths + widths[:-1]])
+        outs, dhs = bufs[: len(widths)], bufs[len(widths) :]
+        acts, inputs = [], [x]
+        h = x
+        last = len(self.W) - 1
+        for i, (w, b) in enumerate(zip(self.W, self.b, strict=True)):
+            z = _affine(h, w, b, out=outs[i])
+            if i == last:
+                break
+            a = fwd(z)
+            acts.append(a)
+            h = a if masks is None else a * masks[i]
+            inputs.append(h)
+        value, delta = loss.value_and_delta(z, y)
+        delta = delta.mul_(scale)
+        # Bias gradients as products with ones, not sums: a (K, B, n) sum
+        # reduces in a K-dependent order, a product per member does not, so a
+        # member's result does not depend on how many share its stack.
+        ones = self._buffer(("ones", k, bsz), [(k, 1, bsz)])[0].fill_(1.0)
+        for i in range(last, -1, -1):
+            _matmul(inputs[i].transpose(1, 2), delta, out=self.gW[i])
+            _matmul(ones, delta, out=self.gb[i].unsqueeze(1))
+            if i == 0:
+                break
+            dh = _matmul(delta, self.W[i].transpose(1, 2), out=dhs[i - 1])
+            if masks is not None:
+                dh.mul_(masks[i - 1])
+            delta = dh if bwd is None else bwd(dh, acts[i - 1])
+        return value
+
+    def autograd_step(self, x, y, scale, activation: str, loss: Loss, masks, autocast):
+        """The same contract as :meth:`hand_step`, through autograd."""
+        leaves = [t.detach().requires_grad_() for t in (*self.W, *self.b)]
+        n = len(self.W)
+        act = _ACTIVATIONS[activation]()
+        h = x
+        with torch.enable_grad():
+            with _autocast(x.device, autocast):
+                for i in range(n):
+                    h = _affine(h, leaves[i], leaves[n + i])
+                    if i < n - 1:
+                        h = act(h)
+                        if masks is not None:
+                            h = h * masks[i]
+            raw = h.to(x.dtype)
+            k, bsz, n_out = raw.shape
+            target = y.reshape(k * bsz, *y.shape[2:])
+            value = loss.per_sample(raw.reshape(k * bsz, n_out), target).view(k, bsz)
+            weighted = value * (scale if isinstance(scale, float) else scale[..., 0])
+            weighted.sum().backward()
+        for leaf, g in zip(leaves, (*self.gW, *self.gb), strict=True):
+            g.copy_(leaf.grad)
+        return value.detach()
+
+
+def module_to_flat(module: nn.Module) -> torch.Tensor:
+    """A module's linear layers as one flat vector in the stack's layout."""
+    layers = linear_layers(module)
+    ws = [la.weight.detach().T.reshape(-1) for la in layers]
+    bs = [la.bias.detach().reshape(-1) for la in layers]
+    return torch.cat(ws + bs)
+
+
+@torch.no_grad()
+def flat_to_module(flat: torch.Tensor, module: nn.Module) -> None:
+    """Copy a flat vector (stack layout) into a module's linear layers."""
+    offset = 0
+    layers = linear_layers(module)
+    for la in layers:
+        n = la.weight.numel()
+        la.weight.copy_(flat[offset : offset + n].view(la.in_features, -1).T)
+        offset += n
+    for la in layers:
+        n = la.bias.numel()
+        la.bias.copy_(flat[offset : offset + n])
+        offset += n

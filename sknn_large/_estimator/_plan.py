@@ -1,0 +1,389 @@
+"""The estimator's half of the one interface to the engine.
+
+Parameters go down as engine :class:`~sknn_large._engine.Member` records (a
+:class:`~sknn_large._engine.TrainConfig`, the network, the state, the rows,
+the held-out data and the hooks) and results come back in those records; this
+module translates both ways, once, for a plain ``fit`` (``K = 1``) and for
+every member of a stacked fit (``K > 1``) alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+from .._data import (
+    RowView,
+    SharedFeed,
+    iter_row_blocks,
+    make_feed,
+    rows_to_tensor,
+    stream_rows,
+    streams_from_source,
+)
+from .._engine import (
+    _LOSSES,
+    _PRECISIONS,
+    STOCHASTIC,
+    Member,
+    TrainConfig,
+    TrainState,
+    Validation,
+    build_mlp,
+    get_coefs,
+    init_glorot_,
+)
+from .._parallel import worker_device
+from ._inputs import hidden_sizes
+
+_log = logging.getLogger("sknn_large")
+_DIVERGED = (
+    "Solver produced non-finite parameter weights. The input data may contain large"
+    " values and need to be preprocessed. Training stopped at iteration {it} when the"
+    " loss became non-finite; the weights of the last finite iteration were kept."
+    " Likely causes: a learning rate that is too high (learning_rate_init={lr}) or"
+    " unscaled inputs (try StandardScaler)."
+)
+
+
+# ------------------------------------------------------------ the network
+
+
+def param_dtypes(est, X) -> tuple[torch.dtype, torch.dtype | None]:
+    """(parameter dtype, autocast dtype) for training.
+
+    'auto' trains stochastic solvers in float32: mini-batch noise dwarfs
+    float32 rounding and float32 is several times faster. L-BFGS keeps the
+    input's dtype (float64 or float32, as scikit-learn does) because its line
+    search and gradient-tolerance stop need precise gradients.
+    """
+    param_dtype, autocast = _PRECISIONS[est.precision]
+    if param_dtype is None:
+        stochastic = est.solver in STOCHASTIC
+        param_dtype = (
+            torch.float32 if X.dtype == np.float32 or stochastic else torch.float64
+        )
+    return param_dtype, autocast
+
+
+def new_network(est, X, Y, rng: np.random.RandomState) -> None:
+    """Choose device and dtypes, then build and initialise a fresh network."""
+    est.device_ = worker_device(est.device)
+    est._param_dtype = param_dtypes(est, X)
+    # Fitted arrays and predictions follow the input's dtype, as in sklearn.
+    est._output_dtype = X.dtype
+    est.n_outputs_ = Y.shape[1]
+    est.out_activation_ = _LOSSES[est._loss_name()].out_activation
+    sizes = hidden_sizes(est.hidden_layer_sizes)
+    # Built on the meta device: torch's own default initialisation would
+    # draw from (and advance) the caller's global RNG, and be overwritten.
+    with torch.device("meta"):
+        module = build_mlp(
+            X.shape[1],
+            sizes,
+            est.n_outputs_,
+            activation=est.activation,
+            dropout=est.dropout,
+        )
+    # Allocate in the final dtype so float64 draws are not rounded to float32.
+    module = module.to_empty(device=est.device_).to(est._param_dtype[0])
+    init_glorot_(module, est.activation, rng)
+    # Shuffling and dropout draw from torch; seed them from the same source.
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    dropout_seed = int(rng.randint(np.iinfo(np.int32).max))
+    est.module_ = module
+    est.n_layers_ = len(sizes) + 2
+    est._state = state = TrainState(
+        generator=torch.Generator().manual_seed(seed), dropout_seed=dropout_seed
+    )
+    if est.solver in STOCHASTIC:
+        state.best_loss = None if est.early_stopping else np.inf
+        if est.early_stopping:
+            state.validation_scores = []
+            state.best_validation_score = -np.inf
+
+
+def continue_network(est) -> None:
+    """Move a loaded (CPU) model to its training device before training more."""
+    est.device_ = worker_device(est.device)
+    est.module_.to(est.device_)
+
+
+def resolve_batch_size(est, n_samples: int) -> int:
+    """scikit-learn's ``batch_size`` rule: 'auto' is min(200, n), then clipped."""
+    if est.batch_size == "auto":
+        return min(200, n_samples)
+    if est.batch_size > n_samples:
+        warnings.warn(
+            "Got `batch_size` less than 1 or larger than sample size. It is"
+            " going to be clipped",
+            stacklevel=3,
+        )
+    return int(np.clip(est.batch_size, 1, n_samples))
+
+
+def train_config(
+    est, batch_size: int, incremental: bool, resume: bool = False, verbose=None
+) -> TrainConfig:
+    """The engine settings of this estimator for one training call."""
+    return TrainConfig(
+        solver=est.solver,
+        loss=est._loss_name(),
+        activation=est.activation,
+        dropout=float(est.dropout),
+        learning_rate_init=est.learning_rate_init,
+        learning_rate=est.learning_rate,
+        power_t=est.power_t,
+        momentum=est.momentum,
+        nesterovs_momentum=est.nesterovs_momentum,
+        beta_1=est.beta_1,
+        beta_2=est.beta_2,
+        epsilon=est.epsilon,
+        alpha=est.alpha,
+        penalty=est.penalty,
+        l1_ratio=est.l1_ratio,
+        batch_size=batch_size,
+        max_iter=est.max_iter,
+        shuffle=est.shuffle,
+        tol=est.tol,
+        n_iter_no_change=est.n_iter_no_change,
+        early_stopping=est.early_stopping and not incremental,
+        max_fun=est.max_fun,
+        verbose=int(est.verbose) if verbose is None else verbose,
+        incremental=incremental,
+        resume=resume,
+        autocast_dtype=est._param_dtype[1],
+        cuda_graphs=est.cuda_graphs,
+    )
+
+
+# ------------------------------------------------------------ data
+
+
+def split_rows(est, Y, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of the training and held-out parts (early stopping).
+
+    Stratified for single-output classification, as scikit-learn's MLP does;
+    the same ``rng`` gives the same split whatever holds the rows.
+    """
+    stratify = Y if is_classifier(est) and est.n_outputs_ == 1 else None
+    rows = np.arange(Y.shape[0])
+    train, val = train_test_split(
+        rows, random_state=rng, test_size=est.validation_fraction, stratify=stratify
+    )
+    if val.shape[0] < 2:
+        raise ValueError(
+            "The validation set is too small. Increase 'validation_fraction' "
+            "or the size of your dataset."
+        )
+    return train, val
+
+
+def engine_targets(est, Y: np.ndarray) -> np.ndarray:
+    """Targets as the loss wants them: class indices or floats."""
+    if _LOSSES[est._loss_name()].index_targets:
+        return Y.argmax(axis=1)
+    return Y
+
+
+def _target_dtype(est) -> torch.dtype:
+    if _LOSSES[est._loss_name()].index_targets:
+        return torch.int64
+    return est._param_dtype[0]
+
+
+def _scorer(est, Y_val, sw_val):
+    def score(raw: np.ndarray) -> float:
+        return est._score_fitted(raw, Y_val, sw_val)
+
+    return score
+
+
+def _take(X, index: np.ndarray, sort: bool):
+    if sort:
+        view = X if isinstance(X, RowView) else RowView(X)
+        return view.subset(np.sort(index))
+    return X[index]
+
+
+def holdout_split(est, X, Y, sw, rng):
+    """``(X, Y, sw)`` of the training part, then of the held-out part.
+
+    Data read from where it lives (a memory-mapped file, a lazy array-like)
+    is split into sorted :class:`~sknn_large._data.RowView` s instead of
+    copied, so memory stays bounded; the held-out rows are those an in-memory
+    split of the same data picks.
+    """
+    train, val = split_rows(est, Y, rng)
+    streamed = streams_from_source(X)
+    if streamed:
+        train, val = np.sort(train), np.sort(val)
+    parts = []
+    for index in (train, val):
+        sw_part = None if sw is None else sw[index]
+        parts += [_take(X, index, streamed), Y[index], sw_part]
+    return tuple(parts)
+
+
+def _validation(est, X_val, Y_val, sw_val) -> Validation:
+    """In memory, held-out rows move to the device once; else they stream."""
+    device, dtype = est.device_, est._param_dtype[0]
+    if streams_from_source(X_val):
+        rows = stream_rows(X_val)
+
+        def blocks():
+            return iter_row_blocks(X_val, rows, device, dtype)
+
+    else:
+        x = rows_to_tensor(X_val, 0, X_val.shape[0], device, dtype)
+
+        def blocks():
+            return iter([x])
+
+    return Validation(_scorer(est, Y_val, sw_val), blocks=blocks)
+
+
+def _early_stops(est, incremental: bool) -> bool:
+    return est.early_stopping and not incremental and est.solver in STOCHASTIC
+
+
+def single_member(est, X, Y, sw, rng, incremental, resume, hooks, verbose=None):
+    """The member and the feed of a plain ``fit`` / ``partial_fit``."""
+    validation = None
+    if _early_stops(est, incremental):
+        X, Y, sw, *held_out = holdout_split(est, X, Y, sw, rng)
+        validation = _validation(est, *held_out)
+    batch = resolve_batch_size(est, X.shape[0])
+    cfg = train_config(est, batch, incremental, resume, verbose)
+    feed = make_feed(
+        X,
+        engine_targets(est, Y),
+        sw,
+        batch_size=batch,
+        device=est.device_,
+        dtype=est._param_dtype[0],
+        target_dtype=_target_dtype(est),
+    )
+    _log.debug(
+        "%s: %d samples on %s in %s via %s, batch_size=%d",
+        type(est).__name__,
+        feed.n_samples,
+        est.device_,
+        est._param_dtype[0],
+        type(feed).__name__,
+        batch,
+    )
+    begin, end = hooks
+    member = Member(
+        cfg, est._state, est.module_, validation=validation,
+        on_epoch_begin=begin, on_epoch_end=end,
+    )
+    return member, SharedFeed(feed)
+
+
+def stacked_member(est, rows: np.ndarray, Y, sw, rng, hooks, label: str):
+    """A member training on ``rows`` of a shared ``X`` (see ``_stacked``).
+
+    ``Y`` and ``sw`` are the estimator's own (encoded) targets and weights of
+    those rows; its early-stopping rows are held out of them exactly as its
+    own ``fit`` would hold them out.
+    """
+    validation = None
+    train = np.arange(rows.shape[0])
+    if _early_stops(est, False):
+        train, val = split_rows(est, Y, rng)
+        sw_val = None if sw is None else sw[val]
+        validation = Validation(
+            _scorer(est, Y[val], sw_val), rows=torch.from_numpy(rows[val])
+        )
+    cfg = train_config(est, resolve_batch_size(est, train.shape[0]), False)
+    begin, end = hooks
+    return Member(
+        cfg,
+        est._state,
+        est.module_,
+        rows=torch.from_numpy(rows[train]),
+        sample_weight=None if sw is None else torch.from_numpy(sw[train]),
+        validation=validation,
+        on_epoch_begin=begin,
+        on_epoch_end=end,
+        label=label,
+    )
+
+
+def stack_key(est, member: Member) -> tuple:
+    """Estimators with equal keys can train in one stack."""
+    classes = getattr(est, "classes_", None)
+    classes = None if classes is None else repr(np.asarray(classes).tolist())
+    widths = tuple(c.shape[1] for c in get_coefs(est.module_)[0])
+    return (
+        type(est).__name__,
+        est.module_[0].in_features,
+        widths,
+        member.cfg.group_key(),
+        est._param_dtype[0],
+        str(est.device_),
+        classes,
+    )
+
+
+# ------------------------------------------------------------ results
+
+
+def publish(est, state: TrainState) -> None:
+    """Expose the engine's results as scikit-learn's fitted attributes."""
+    publish_weights(est)
+    est.n_iter_ = state.n_iter
+    est.t_ = state.t
+    est.loss_ = state.loss
+    est.loss_curve_ = state.loss_curve
+    if est.solver in STOCHASTIC:
+        est.best_loss_ = state.best_loss
+        est.validation_scores_ = state.validation_scores
+        est.best_validation_score_ = state.best_validation_score
+        est._no_improvement_count = state.no_improvement_count
+
+
+def publish_weights(est) -> None:
+    """``coefs_``/``intercepts_`` from ``module_``, in the input's dtype."""
+    coefs, intercepts = get_coefs(est.module_)
+    est.coefs_ = [c.astype(est._output_dtype, copy=False) for c in coefs]
+    est.intercepts_ = [b.astype(est._output_dtype, copy=False) for b in intercepts]
+
+
+def report(est, state: TrainState, cfg: TrainConfig, incremental: bool) -> None:
+    """Warn or raise as scikit-learn's MLP does about how training ended."""
+    if state.interrupted:
+        warnings.warn("Training interrupted by user.", stacklevel=3)
+    if state.diverged and not (cfg.early_stopping and state.best_params):
+        raise ValueError(_DIVERGED.format(it=state.n_iter, lr=est.learning_rate_init))
+    if state.diverged:
+        warnings.warn(
+            "The loss became non-finite at iteration %d; training stopped and the"
+            " weights with the best validation score were kept. Lower"
+            " learning_rate_init or scale the inputs." % state.n_iter,
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    if state.converged or incremental or state.interrupted:
+        return
+    if est.solver == "lbfgs":
+        msg = (
+            "lbfgs failed to converge after %d iteration(s) (%s). Increase the"
+            " number of iterations (max_iter) or the number of function"
+            " evaluations (max_fun), or scale the data."
+            % (state.n_iter, "; ".join(state.messages))
+        )
+    else:
+        msg = (
+            "Stochastic Optimizer: Maximum iterations (%d) reached and the"
+            " optimization hasn't converged yet." % est.max_iter
+        )
+    warnings.warn(msg, ConvergenceWarning, stacklevel=3)

@@ -1,0 +1,171 @@
+"""Fit many estimators of one architecture in one stack of the engine.
+
+:func:`fit_many` prepares each unfitted estimator exactly as its own ``fit``
+would (validation, targets, initialisation, early-stopping split), groups
+those that can share a stack, trains each group with the one engine and
+publishes each member's result into its estimator. A member ends where the
+same estimator fitted alone would (within floating-point rounding), and its
+callbacks and verbose lines fire as in a plain fit (prefixed with
+``[member i]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._data import StackFeed
+from .._engine import fit_members
+from .._engine._stack import module_to_flat
+from . import _hooks, _plan
+
+# Bytes the stacked members may take on the CPU when no budget is given.
+_CPU_BUDGET = 2 * 2**30
+# Share of free accelerator memory the stacked members may take.
+_DEVICE_SHARE = 0.5
+
+
+def stackable(est, X) -> bool:
+    """Whether ``est`` can train in a stack on ``X``.
+
+    Sparse or out-of-core input, checkpointing and devices other than the CPU
+    and CUDA fit one estimator at a time instead.
+    """
+    from .._device import resolve_device
+
+    if est.checkpoint or not isinstance(X, np.ndarray):
+        return False
+    try:
+        return resolve_device(est.device).type in ("cpu", "cuda")
+    except (RuntimeError, ValueError):
+        return False
+
+
+def member_bytes(members, dtype: torch.dtype) -> int:
+    """Rough bytes one member of this group needs while training."""
+    m = members[0]
+    size = torch.finfo(dtype).bits // 8
+    n_params = module_to_flat(m.module).numel()
+    widths = [p.shape[0] for p in m.module.parameters() if p.ndim == 1]
+    activations = 4 * m.cfg.batch_size * (sum(widths) + m.module[0].in_features)
+    rows = max(int(x.rows.shape[0]) for x in members)
+    return 7 * n_params * size + activations * size + rows * (16 + size)
+
+
+def max_members(members, device: torch.device, dtype, budget=None) -> int:
+    """How many members one stack may hold within the memory budget."""
+    if budget is None:
+        if device.type == "cuda":
+            budget = torch.cuda.mem_get_info(device)[0] * _DEVICE_SHARE
+        else:
+            budget = _CPU_BUDGET
+    return max(1, int(budget // member_bytes(members, dtype)))
+
+
+class _Job:
+    """One estimator prepared for the stack."""
+
+    def __init__(self, est, X, y, rows, sample_weight, label):
+        self.est = est
+        sw = None if sample_weight is None else sample_weight[rows]
+        est._validate_params()
+        Xv, Y, sw, rng, _, _ = est._prepare_fit(X[rows], y[rows], sw, False, True)
+        self.ctx = _hooks.begin_callbacks(est, Xv, y[rows], False)
+        hooks = _hooks.epoch_hooks(est, Xv, self.ctx, False, None, None)
+        self.member = _plan.stacked_member(est, rows, Y, sw, rng, hooks, label)
+        self.key = _plan.stack_key(est, self.member)
+        self.rows, self.targets = rows, _plan.engine_targets(est, Y)
+        self.X_valid = Xv
+
+    def finish(self):
+        self.est._finish_member(self.member)
+        _hooks.end_callbacks(self.est, self.ctx, self.X_valid, None)
+        self.X_valid = None
+        return self.est
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:  # reported per member, as GridSearchCV does
+        return exc
+
+
+def _shared_tensors(jobs: list[_Job], X: np.ndarray):
+    """The group's ``X`` and target table on its device, in its dtype."""
+    est = jobs[0].est
+    device, dtype = est.device_, est._param_dtype[0]
+    first = jobs[0].targets
+    table = np.zeros((X.shape[0], *first.shape[1:]), dtype=first.dtype)
+    for j in jobs:
+        table[j.rows] = j.targets
+    target_dtype = torch.int64 if table.dtype.kind == "i" else dtype
+    X_t = torch.as_tensor(np.ascontiguousarray(X)).to(device, dtype)
+    return X_t, torch.as_tensor(table).to(device, target_dtype)
+
+
+def _train_group(jobs: list[_Job], X: np.ndarray, budget) -> list:
+    try:
+        X_t, y_t = _shared_tensors(jobs, X)
+        members = [j.member for j in jobs]
+        chunk = max_members(members, X_t.device, X_t.dtype, budget)
+        feed = StackFeed(X_t, y_t, members[0].cfg.batch_size)
+        for s in range(0, len(members), chunk):
+            fit_members(members[s : s + chunk], feed)
+    except Exception as exc:
+        return [exc] * len(jobs)
+    return [_try(j.finish) for j in jobs]
+
+
+def _fit_alone(est, X, y, rows, sample_weight):
+    sw = None if sample_weight is None else sample_weight[rows]
+    sub = X[rows] if hasattr(X, "shape") else [X[i] for i in rows]
+    return est.fit(sub, y[rows], sample_weight=sw)
+
+
+def fit_many(estimators, X, y, rows=None, sample_weight=None, *, budget=None):
+    """Fit unfitted sknn_large estimators, stacking those that can be.
+
+    Parameters
+    ----------
+    estimators : list of LargeMLPClassifier or LargeMLPRegressor
+        Unfitted estimators (each is fitted in place).
+    X : ndarray of shape (n_samples, n_features)
+        Shared input rows.
+    y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Shared targets.
+    rows : list of array-like of int or None, default=None
+        Per estimator, the indices of its training rows (a CV fold); None
+        trains every estimator on all rows.
+    sample_weight : ndarray of shape (n_samples,), default=None
+        Shared sample weights.
+    budget : float, default=None
+        Bytes one stack may take: by default half the free memory of an
+        accelerator, or 2 GiB on the CPU.
+
+    Returns
+    -------
+    list
+        Per estimator, the fitted estimator or the exception its fit raised.
+    """
+    n = X.shape[0] if hasattr(X, "shape") else len(X)
+    rows = [None] * len(estimators) if rows is None else list(rows)
+    rows = [np.arange(n) if r is None else np.asarray(r) for r in rows]
+    y = np.asarray(y)
+    out: list = [None] * len(estimators)
+    groups: dict[tuple, list[tuple[int, _Job]]] = {}
+    for i, (est, r) in enumerate(zip(estimators, rows, strict=True)):
+        if not stackable(est, X):
+            out[i] = _try(_fit_alone, est, X, y, r, sample_weight)
+            continue
+        label = f"[member {i}] " if len(estimators) > 1 else ""
+        job = _try(_Job, est, X, y, r, sample_weight, label)
+        if isinstance(job, Exception):
+            out[i] = job
+            continue
+        groups.setdefault(job.key, []).append((i, job))
+    for items in groups.values():
+        results = _train_group([j for _, j in items], X, budget)
+        for (i, _), res in zip(items, results, strict=True):
+            out[i] = res
+    return out
