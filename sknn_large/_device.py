@@ -10,11 +10,24 @@ _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICE_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def check_device_spec(spec) -> None:
-    """Raise ``ValueError`` unless ``spec`` names a device kind we know."""
+    """Raise ``ValueError`` unless ``spec`` names a device kind we know.
+
+    A :class:`torch.device` is held to the same kinds as a string: 'cpu',
+    'cuda' (any index) or 'mps'. Others ('meta', 'xla', 'hpu', ...) cannot
+    hold a trained network's weights and would fail later inside torch.
+    """
     if isinstance(spec, torch.device):
+        if spec.type not in _DEVICE_TYPES:
+            raise ValueError(
+                f"The 'device' parameter must be one of {DEVICE_CHOICES} (or a"
+                f" torch.device of those types); got {spec!r}."
+            )
         return
-    if not _DEVICE_PATTERN.match(spec):
+    if not isinstance(spec, str) or not _DEVICE_PATTERN.match(spec):
         raise ValueError(
             f"The 'device' parameter must be one of {DEVICE_CHOICES}; got {spec!r}."
         )

@@ -125,7 +125,7 @@ def test_predict_before_fit(Est, iris):
 
 def test_out_of_memory_names_batch_size_and_device(iris, monkeypatch):
     # Running out of (GPU) memory gives a MemoryError naming batch size and device.
-    from sknn_large._engine import _train
+    from sknn_large._engine import _loop as _train
 
     def oom(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
@@ -134,3 +134,119 @@ def test_out_of_memory_names_batch_size_and_device(iris, monkeypatch):
     X, y = iris
     with pytest.raises(MemoryError, match=r"batch_size=32.*cpu|cpu.*batch_size=32"):
         LargeMLPClassifier(batch_size=32, device="cpu").fit(X, y)
+
+
+# ------------------------------------------------------------ issue 13
+
+
+@pytest.mark.parametrize("Est", BOTH)
+def test_values_beyond_float32_refused_at_predict(Est, iris):
+    # A finite float64 value too large for float32 (1e39) is refused with a
+    # message about the input, instead of NaN probabilities and label 0.
+    X, y = iris
+    est = Est(hidden_layer_sizes=(4,), max_iter=2).fit(X, y)
+    X_big = X[:3].copy()
+    X_big[1, 2] = 1e39
+    with pytest.raises(ValueError, match="too large for float32"):
+        est.predict(X_big)
+    if Est is LargeMLPClassifier:
+        with pytest.raises(ValueError, match="too large for float32"):
+            est.predict_proba(X_big)
+
+
+@pytest.mark.parametrize("Est", BOTH)
+def test_values_beyond_float32_refused_at_fit(Est, iris):
+    # At fit the same input is named as the problem before training, not
+    # reported as a divergence blamed on the learning rate.
+    X, y = iris
+    X = X.copy()
+    X[5, 0] = -1e39
+    with pytest.raises(ValueError, match="X contains finite values too large"):
+        Est(max_iter=2).fit(X, y)
+
+
+def test_targets_beyond_float32_refused_at_fit(regression):
+    # A regression target too large for float32 is refused the same way.
+    X, y = regression
+    y = y.copy()
+    y[3] = 1e39
+    with pytest.raises(ValueError, match="y contains finite values too large"):
+        LargeMLPRegressor(max_iter=2).fit(X, y)
+
+
+def test_float64_network_takes_large_values(iris):
+    # precision='float64' computes where 1e39 is finite: no refusal.
+    from sknn_large._checks import check_input_range
+
+    X, y = iris
+    est = LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=2, precision="float64")
+    est.fit(X, y)
+    X_big = X[:3].copy()
+    X_big[0, 0] = 1e39
+    assert np.isfinite(est.predict_proba(X_big)).all()
+    check_input_range(torch.float64, X=X_big)
+
+
+def test_range_check_reads_every_kind_of_input(tmp_path):
+    # The range check finds a too-large value in dense, sparse, memory-mapped
+    # and lazy inputs, and passes float32 data and in-range float64 data.
+    import scipy.sparse as sp
+
+    from sknn_large._checks import check_input_range
+
+    X = np.zeros((3000, 7))
+    X[2500, 3] = 4e38
+    mapped = np.lib.format.open_memmap(
+        tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape
+    )
+    mapped[:] = X
+
+    class Lazy:
+        shape, dtype = X.shape, X.dtype
+
+        def __getitem__(self, key):
+            return X[key]
+
+    for bad in (X, sp.csr_matrix(X), mapped, Lazy()):
+        with pytest.raises(ValueError, match="too large for float32"):
+            check_input_range(torch.float32, X=bad)
+        with pytest.raises(ValueError, match="too large for float32"):
+            check_input_range(torch.bfloat16, X=bad)
+    check_input_range(torch.float32, X=np.full((2, 2), 3e38), y=None)
+    check_input_range(torch.float32, X=np.zeros((2, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="sample_weight contains"):
+        check_input_range(torch.float32, sample_weight=np.array([1.0, 1e300]))
+
+
+@pytest.mark.parametrize("device", [torch.device("meta"), torch.device("xla")])
+def test_bad_device_object(device, iris):
+    # A torch.device of a type we cannot train on ('meta') is refused up front
+    # with the same message as a bad device string.
+    X, y = iris
+    with pytest.raises(ValueError, match="'cuda:N'"):
+        LargeMLPClassifier(device=device, max_iter=2).fit(X, y)
+
+
+def test_good_device_objects_accepted(iris):
+    # torch.device('cpu') works like the string 'cpu'.
+    X, y = iris
+    clf = LargeMLPClassifier(device=torch.device("cpu"), max_iter=2).fit(X, y)
+    assert clf.device_.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [{0: np.nan, 1: 1.0}, {0: -1.0}, {2: np.inf}, {1: "heavy"}, {0: True}],
+)
+def test_bad_class_weights_refused_before_training(weights, iris):
+    # NaN, infinite, negative or non-numeric class weights get a clear error at
+    # fit, before training (NaN used to be blamed on the learning rate).
+    X, y = iris
+    with pytest.raises(ValueError, match="class_weight values must be finite"):
+        LargeMLPClassifier(class_weight=weights, max_iter=2).fit(X, y)
+
+
+def test_zero_class_weight_is_allowed(iris):
+    # A weight of 0 (leave a class out of the loss) is a legitimate choice.
+    X, y = iris
+    LargeMLPClassifier(class_weight={0: 0.0, 1: 1.0, 2: 2}, max_iter=2).fit(X, y)
