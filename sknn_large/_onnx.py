@@ -61,7 +61,9 @@ def to_onnx(estimator, *, target_opset=None, zipmap: bool = False):
     ImportError
         If skl2onnx is not installed (``pip install skl2onnx onnxruntime``).
     TypeError
-        For classifiers whose labels are floats (ONNX labels are int64 or strings).
+        For classifiers whose labels have no exact int64 or string form: floats
+        that are not whole numbers, integers beyond int64's range. Whole-number
+        float labels (0.0, 1.0, ...) are exported as int64.
 
     Examples
     --------
@@ -130,13 +132,52 @@ def _labels(scope, est) -> np.ndarray:
     """The label values the graph outputs: classes_, or indices with ``nocl``."""
     from skl2onnx.common.utils_classifier import get_label_classes
 
-    classes = np.asarray(get_label_classes(scope, est))
+    return _exact_labels(np.asarray(get_label_classes(scope, est)))
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _exact_labels(classes: np.ndarray) -> np.ndarray:
+    """Class labels as ONNX holds them (int64 or strings), converted exactly.
+
+    Whole-number floats (0.0, 1.0, common in user data) become int64; labels
+    with no exact int64 or string form (fractions, integers beyond int64, a
+    mix of strings and numbers) are refused rather than rounded or wrapped.
+    """
+    if classes.dtype.kind == "U":
+        return classes
+    if classes.dtype.kind == "O":
+        if all(isinstance(c, str) for c in classes):
+            return classes
+        if not all(isinstance(c, (int, np.integer)) for c in classes):
+            raise TypeError(
+                "ONNX class labels are int64 or strings; this classifier's labels"
+                f" mix types ({sorted({type(c).__name__ for c in classes})}). Refit"
+                " it on labels of one type to export it."
+            )
+        classes = np.array([int(c) for c in classes], dtype=object)
     if classes.dtype.kind == "f":
+        whole = np.isfinite(classes) & (classes == np.floor(classes))
+        if not whole.all():
+            raise TypeError(
+                "ONNX class labels are int64 or strings; this classifier has float"
+                f" labels that are not whole numbers ({classes[~whole][:3]}). Refit"
+                " it on integer or string labels to export it."
+            )
+    if classes.size and (classes.min() < _INT64.min or classes.max() > _INT64.max):
         raise TypeError(
-            "ONNX class labels are int64 or strings; this classifier has float"
-            " labels. Refit it on integer or string labels to export it."
+            "ONNX class labels are int64 or strings; this classifier has labels"
+            f" outside int64's range ({classes.min()} to {classes.max()}), which"
+            " would wrap around. Refit it on smaller integers or strings."
         )
-    return classes if classes.dtype.kind in "UO" else classes.astype(np.int64)
+    out = classes.astype(np.int64)
+    if not (out == classes).all():  # float64 rounding near int64's limits
+        raise TypeError(
+            "ONNX class labels are int64 or strings; this classifier's float labels"
+            " have no exact int64 form. Refit it on integer or string labels."
+        )
+    return out
 
 
 def _classifier_shapes(operator) -> None:

@@ -137,12 +137,56 @@ def test_regressor_pipeline_converts_with_skl2onnx(regression):
     )
 
 
-def test_float_labels_are_refused(iris):
-    # ONNX labels are int64 or strings: float class labels get a clear TypeError.
+def test_whole_number_float_labels_export_exactly(iris):
+    # Float labels that are whole numbers (0.0/1.0, common in user data) export
+    # as int64 labels equal to predict's.
     X, y = iris
-    clf = _fit(LargeMLPClassifier(**SMALL), X, y.astype(float))
-    with pytest.raises(TypeError, match="float labels"):
+    for labels in (y.astype(float), (y > 0).astype(np.float32) * 7 - 3):
+        clf = _fit(LargeMLPClassifier(**SMALL), X, labels)
+        label, proba = _run(to_onnx(clf), X)
+        assert label.dtype == np.int64
+        np.testing.assert_array_equal(label, clf.predict(X))
+        np.testing.assert_allclose(proba, clf.predict_proba(X), **TOL)
+
+
+def test_labels_beyond_int64_are_refused(iris):
+    # uint64 labels above 2**63 would wrap to negative int64: refused instead.
+    X, y = iris
+    big = np.array([2**63 + 1, 2**63 + 8], dtype=np.uint64)
+    clf = _fit(LargeMLPClassifier(**SMALL), X, big[(y > 0).astype(int)])
+    with pytest.raises(TypeError, match="outside int64's range"):
         to_onnx(clf)
+
+
+def test_label_conversion_is_exact_or_refused():
+    # The label rule on its own: exact conversions pass, the rest (fractions,
+    # which a classifier cannot be fitted on, among them) is refused.
+    from sknn_large._onnx import _exact_labels
+
+    exact = {
+        "ints": np.array([-5, 0, 2**62]),
+        "top uint64 that fits": np.array([0, 2**63 - 1], dtype=np.uint64),
+        "bools": np.array([False, True]),
+        "floats": np.array([-2.0, 0.0, 1.0]),
+        "object ints": np.array([1, 2**40], dtype=object),
+    }
+    for name, labels in exact.items():
+        out = _exact_labels(labels)
+        assert out.dtype == np.int64, name
+        assert [int(v) for v in out] == [int(v) for v in labels], name
+    strings = np.array(["a", "b"], dtype=object)
+    assert _exact_labels(strings) is strings
+    refused = [
+        np.array([0.0, 2.0**63]),
+        np.array([0.0, np.inf]),
+        np.array([0.25, 1.0]),
+        np.array([2**64 - 1], dtype=np.uint64),
+        np.array([1, "a"], dtype=object),
+        np.array([2**70], dtype=object),
+    ]
+    for labels in refused:
+        with pytest.raises(TypeError, match="ONNX class labels"):
+            _exact_labels(labels)
 
 
 def test_import_does_not_load_onnx():
