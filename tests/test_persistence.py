@@ -486,8 +486,8 @@ def test_load_onto_gpu(iris, tmp_path):
     np.testing.assert_allclose(gpu.predict_proba(X), est.predict_proba(X), atol=1e-6)
 
 
-def test_estimator_save_method_round_trips(tmp_path):
-    # est.save(path) writes the same safe file as sknn_large.save.
+def test_public_save_round_trips(tmp_path):
+    # sknn_large.save(est, path) and sknn_large.load(path) are the public pair.
     from sklearn.datasets import load_iris
 
     import sknn_large
@@ -496,8 +496,181 @@ def test_estimator_save_method_round_trips(tmp_path):
     clf = sknn_large.LargeMLPClassifier(
         hidden_layer_sizes=(5,), max_iter=5, random_state=0
     )
-    clf.fit(X, y)
-    clf.save(tmp_path / "m.sknn")
+    _fit(clf, X, y)
+    sknn_large.save(clf, tmp_path / "m.sknn")
     np.testing.assert_array_equal(
         sknn_large.load(tmp_path / "m.sknn").predict_proba(X), clf.predict_proba(X)
     )
+
+
+# ------------------------------------------------ safe by construction (issue 13)
+
+
+def _traced_peak(fn):
+    """(result or raised exception, peak bytes traced while running ``fn``)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            result = fn()
+        except Exception as exc:  # the caller checks which
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "dtype, values",
+    [
+        ("<U5000000", [0, 1, 2]),  # 20 MB per element asked by a 15 KB file
+        ("<U536870911", ["a", "b", "c"]),  # 2 GiB per element
+        ("<U0", ["a", "b", "c"]),
+        ("<f16", [0, 1, 2]),
+        ("<c16", [0, 1, 2]),
+        ("V8", [0, 1, 2]),
+        ("(2,)i8", [0, 1, 2]),
+    ],
+)
+def test_crafted_array_dtype_cannot_allocate(dtype, values, model_bytes):
+    # A re-signed file whose array asks for far more memory than its size (a
+    # '<U5000000' dtype) or for an exotic dtype is refused before allocating.
+    forged = _rewrite(
+        model_bytes[0],
+        edit_payload=_set(
+            ("attributes", "classes_", "__ndarray__"), [dtype, [3], values]
+        ),
+    )
+    result, peak = _traced_peak(lambda: from_bytes(forged))
+    assert isinstance(result, ModelFileError), result
+    assert peak < 20 * len(forged) + 2**20
+
+
+def test_crafted_label_encoder_array_cannot_allocate(model_bytes):
+    # The same bound holds for arrays nested inside other objects.
+    path = ("attributes", "_label_binarizer", "__label_binarizer__", "classes_")
+    forged = _rewrite(
+        model_bytes[0],
+        edit_payload=_set(path, {"__ndarray__": ["<U50000000", [3], [0, 1, 2]]}),
+    )
+    result, peak = _traced_peak(lambda: from_bytes(forged))
+    assert isinstance(result, ModelFileError), result
+    assert peak < 20 * len(forged) + 2**20
+
+
+def test_attributes_outside_the_schema_are_refused(model_bytes):
+    # Which attributes exist, and of what type, is decided by the estimator's
+    # schema: an extra attribute, or a known one of the wrong form, is refused.
+    for edit in (
+        _set(("attributes", "extra_"), 1),
+        _set(("attributes", "_private"), {"__ndarray__": ["<i8", [1], [1]]}),
+        _set(("attributes", "n_iter_"), {"__ndarray__": ["<i8", [1], [1]]}),
+        _set(("attributes", "classes_"), [0, 1, 2]),
+        _set(("attributes", "loss"), "squared_error"),
+        _set(("params", "alpha"), {"__tensor__": "state.0"}),
+    ):
+        with pytest.raises(ModelFileError):
+            from_bytes(_rewrite(model_bytes[0], edit_payload=edit))
+
+
+def test_header_is_checked_before_the_body_is_read(model_bytes, tmp_path):
+    # A file whose header announces a newer format, or tensors larger than the
+    # file, is refused after reading the header alone: a sparse 256 MB file is
+    # never read into memory.
+    data = model_bytes[0]
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"]["format_version"] = str(FORMAT_VERSION + 1)
+    raw = json.dumps(header).encode()
+    path = tmp_path / "big.safetensors"
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw)
+        f.truncate(256 * 2**20)
+    result, peak = _traced_peak(lambda: load(path))
+    assert isinstance(result, ModelFileError) and "newer" in str(result), result
+    assert peak < 16 * 2**20
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    # A FIFO would block a reader for ever: load refuses it at once.
+    import threading
+
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def attempt():
+        try:
+            load(fifo)
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # unblock the reader so the test run can go on
+        with open(fifo, "wb"):
+            pass
+        thread.join(timeout=10)
+        pytest.fail("load blocked on a FIFO")
+    assert isinstance(outcome[0], ModelFileError), outcome
+    assert "regular file" in str(outcome[0])
+
+
+_DEVICE_FILE = textwrap.dedent(
+    """
+    import resource, sys
+    from sknn_large import ModelFileError, load
+    # Were /dev/zero read to its end, this limit would stop it with MemoryError.
+    resource.setrlimit(resource.RLIMIT_AS, (2**33, 2**33))
+    try:
+        load("/dev/zero")
+    except ModelFileError as exc:
+        print("refused:", exc)
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_device_files_are_refused():
+    # /dev/zero has no end: load refuses it instead of reading without bound.
+    out = subprocess.run(
+        [sys.executable, "-c", _DEVICE_FILE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused:" in out.stdout and "regular file" in out.stdout
+
+
+def test_loaded_model_keeps_no_write_path(iris, tmp_path):
+    # A model file never chooses where its model writes: the checkpoint path of
+    # the machine that saved it is not written, and one in a crafted file is
+    # not restored, so refitting a downloaded model creates no files.
+    X, y = iris
+    est = _fit(LargeMLPClassifier(**SMALL, checkpoint=tmp_path / "mine.ckpt"), X, y)
+    data = to_bytes(est)
+    n = int.from_bytes(data[:8], "little")
+    payload = json.loads(json.loads(data[8 : 8 + n])["__metadata__"]["payload"])
+    assert payload["params"]["checkpoint"] is None
+    target = tmp_path / "chosen" / "by" / "the file.ckpt"
+    forged = _rewrite(data, edit_payload=_set(("params", "checkpoint"), str(target)))
+    loaded = from_bytes(forged)
+    assert loaded.checkpoint is None
+    _fit(loaded, X, y)
+    assert not (tmp_path / "chosen").exists()
+
+
+@pytest.mark.parametrize("where", ["params", "attributes"])
+@pytest.mark.parametrize("device", ["meta", "xla", "cpu:0:1", "cuda:99999999"])
+def test_file_cannot_set_an_unknown_device(where, device, model_bytes):
+    # device / device_ in a file are held to the same kinds as the parameter:
+    # a 'meta' device (or garbage) is refused at load, not failed on later.
+    key = "device" if where == "params" else "device_"
+    forged = _rewrite(
+        model_bytes[0], edit_payload=_set((where, key), {"__device__": device})
+    )
+    with pytest.raises(ModelFileError):
+        from_bytes(forged)
