@@ -24,6 +24,23 @@ list of plain types, the estimator class comes from a fixed registry, and the
 network is rebuilt by the library's own builder and checked, tensor by tensor,
 against the weights found. Every problem with a file's contents raises
 :class:`ModelFileError`; a model is returned only after it has predicted.
+
+What a file can make ``load`` do is bounded by the file itself:
+
+- only regular files are opened (a FIFO would block, ``/dev/zero`` never
+  ends), and the header is read and checked (format, version, a tensor table
+  that exactly tiles the rest of the file) before the body is read;
+- which fitted attributes exist, and the JSON form of each, come from the
+  estimator's schema (``_ATTRIBUTE_FORMS``), not from the file;
+- everything decoding allocates beyond the parsed JSON is charged against
+  ``_ALLOCATION_FACTOR`` times the file's size, before it is allocated, and a
+  string dtype may not be wider than its longest value;
+- parameters that name paths of the machine that wrote the file
+  (``checkpoint``) are neither written nor restored.
+
+The digest is a checksum, not a signature: anyone who edits a file can
+recompute it. It finds damage; the checks above are what make a crafted
+file harmless.
 """
 
 from __future__ import annotations
@@ -233,8 +250,11 @@ def load(path, *, device="cpu"):
     """Load a model written by :func:`save`.
 
     Nothing in the file is unpickled or executed, so a file from an untrusted
-    source cannot run code. The loaded estimator predicts exactly as the saved
-    one did and can go on training (``partial_fit``, ``warm_start``).
+    source cannot run code; loading allocates no more than a small multiple of
+    the file's size, and the loaded model does not keep the ``checkpoint``
+    path of the machine that saved it (it is None). The loaded estimator
+    predicts exactly as the saved one did and can go on training
+    (``partial_fit``, ``warm_start``).
 
     Parameters
     ----------
@@ -254,7 +274,8 @@ def load(path, *, device="cpu"):
     ------
     ModelFileError
         If the file is not an sknn_large model file, is truncated or corrupted,
-        was modified after it was written, or uses a newer format version.
+        was modified after it was written, uses a newer format version, or is
+        not a regular file (a FIFO, socket or device).
     OSError
         If the file cannot be read (missing, a folder, no permission).
     ValueError
@@ -354,6 +375,7 @@ def _check_header(header: dict, body_bytes: int) -> dict:
             and re.fullmatch(r"(module|state)\.[A-Za-z0-9_.]{1,200}", name)
             and isinstance(info, dict)
             and set(info) == {"dtype", "shape", "data_offsets"}
+            and isinstance(info["dtype"], str)
             and info["dtype"] in _SAFETENSORS_ITEMSIZE
             and _is_int_list(info["shape"])
             and _is_int_list(info["data_offsets"])
