@@ -52,6 +52,70 @@ def cpu_model() -> str:
     return "unknown"
 
 
+# The instruction sets that decide how fast float32 and bfloat16 products can
+# run: AVX2 / AVX-512 for float32, AVX512-BF16 or AMX for native bfloat16.
+_REPORTED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Return which of the instruction sets that matter here this CPU has.
+
+    Returns
+    -------
+    dict of str to bool
+        ``avx2``, ``avx512f``, ``avx512_bf16`` and every ``amx_*`` flag
+        (reported even when absent), read from ``/proc/cpuinfo``; empty where
+        that file is missing (not Linux).
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((x for x in f if x.startswith("flags")), "")
+    except OSError:
+        return {}
+    present = set(line.split(":", 1)[-1].split())
+    names = list(_REPORTED_FLAGS)
+    names += sorted(f for f in present if f.startswith("amx_") and f not in names)
+    return {name: name in present for name in names}
+
+
+def native_bf16(flags: dict[str, bool]) -> list[str]:
+    """The flags among ``flags`` that give native bfloat16 arithmetic.
+
+    Returns
+    -------
+    list of str
+        Empty when the CPU would emulate bfloat16 (convert to float32 and
+        back around every product), which makes bf16 training slower.
+    """
+    return [f for f in _NATIVE_BF16_FLAGS if flags.get(f)]
+
+
+def cpu_line(env: dict[str, Any]) -> str:
+    """One line that identifies the machine a run measured.
+
+    Parameters
+    ----------
+    env : dict
+        What :func:`environment` returned.
+
+    Returns
+    -------
+    str
+        CPU model, cores, flags, torch and sklearn versions, threads, date.
+    """
+    flags = " ".join(
+        f"{name}={'yes' if has else 'no'}" for name, has in env["cpu_flags"].items()
+    )
+    v = env["versions"]
+    return (
+        f"CPU: {env['cpu']} ({env['cpu_cores']} cores) | flags: {flags} |"
+        f" torch {v['torch']} (capability {env['torch_cpu_capability']},"
+        f" {env['torch_threads']} threads) | scikit-learn {v['scikit-learn']} |"
+        f" {env['date']} {env.get('time', '')}".rstrip()
+    )
+
+
 def library_versions() -> dict[str, str]:
     """Return the installed version of every library the benchmarks touch.
 
@@ -106,13 +170,16 @@ def environment(device: torch.device) -> dict[str, Any]:
     Returns
     -------
     dict
-        JSON-ready facts: date, CPU model and core count, load average, torch
-        thread count, GPU name when ``device`` is CUDA, versions, command.
+        JSON-ready facts: date, CPU model, core count and instruction-set
+        flags, load average, torch thread count, GPU name when ``device`` is
+        CUDA, versions, command.
     """
     env: dict[str, Any] = {
         "date": _dt.date.today().isoformat(),
+        "time": _dt.datetime.now().strftime("%H:%M"),
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
         "load_average_start": list(os.getloadavg()),
         "torch_threads": torch.get_num_threads(),
         "thread_env": {k: os.environ.get(k) for k in _THREAD_VARS if k in os.environ},
@@ -121,10 +188,55 @@ def environment(device: torch.device) -> dict[str, Any]:
         "git": git_state(),
         "command": " ".join(["python", *sys.argv]),
     }
+    env["native_bf16"] = native_bf16(env["cpu_flags"])
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
     return env
+
+
+# The competing process's body: it spins on one core and ends by itself at its
+# deadline, so that a benchmark killed half-way leaves nothing running.
+_SPIN = {
+    "python": "import time\nend = time.monotonic() + {seconds}\n"
+    "while time.monotonic() < end:\n    pass\n",
+    "numpy": "import time\nimport numpy as np\na = np.ones((256, 256))\n"
+    "end = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n"
+    "    a @ a\n",
+}
+
+
+class CompetingProcess:
+    """One busy process on one core for the length of a ``with`` block.
+
+    Parameters
+    ----------
+    kind : {"python", "numpy"}
+        A pure-Python spin loop, or a loop of small single-threaded matrix
+        products (memory and vector units busy as well).
+    seconds : float
+        Upper bound on its life: it stops by itself after that long.
+    """
+
+    def __init__(self, kind: str = "python", seconds: float = 600.0) -> None:
+        self.kind = kind
+        self.seconds = seconds
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> CompetingProcess:
+        # One BLAS thread: the competitor is meant to take one core, not all.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        code = _SPIN[self.kind].format(seconds=self.seconds)
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+        # Let it start spinning (numpy's import takes a moment) before timing.
+        time.sleep(0.5 if self.kind == "numpy" else 0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
 
 def build_reference_mlp(

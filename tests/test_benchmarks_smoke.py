@@ -23,28 +23,70 @@ def _run(script: str, *args: str) -> str:
 
 
 def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
-    # bench_cpu.py --quick must keep working: training table, targets, prediction.
+    # bench_cpu.py --quick must keep working: every section at tiny sizes.
     pytest.importorskip("skorch")
     out = tmp_path / "cpu.json"
     stdout = _run("bench_cpu.py", "--quick", "--out", str(out))
+    # The machine line comes first and names the flags that decide bf16.
+    assert stdout.startswith("CPU: ")
+    assert "avx512_bf16=" in stdout.splitlines()[0]
     assert "| sknn_large | float32 |" in stdout
     assert "| sklearn MLP | float64 | float64 |" in stdout
     assert "skorch default loading" in stdout
     assert "predict_proba" in stdout
     result = json.loads(out.read_text())
+    assert set(result["environment"]["cpu_flags"]) >= {"avx2", "avx512f", "amx_bf16"}
     cases = [(r["case"], r["data_dtype"]) for r in result["training"]]
     assert ("sknn_large bf16", "float32") in cases
     assert ("sklearn MLP", "float32") in cases
-    assert result["training"][0]["ratio_vs_sknn_large"] == 1.0
-    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in result["training"])
+    rows = result["training"]
+    assert rows[0]["ratio_vs_sknn_large"] == 1.0
+    assert all(r["ratio_vs_floor"] > 0 and r["ratio_vs_skorch"] > 0 for r in rows)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
     assert "sknn_large vs sklearn float64 data" in result["targets"]
     assert "sknn_large bf16 vs skorch" in result["targets"]
     assert "Hardware floor" in stdout
     floor = result["matmul_floor"]
     assert set(floor) == {"float32", "bfloat16"}
     assert all(f["seconds"] > 0 and f["gflops"] > 0 for f in floor.values())
+    assert "native bf16 instructions" in stdout
+    assert isinstance(result["precision"]["native"], list)
     assert [p["case"] for p in result["prediction"]] == ["sknn_large", "sklearn MLP"]
     assert all(p["rows_per_s"] > 0 for p in result["prediction"])
+    # Small cases: one worker process, both libraries, every case.
+    small = {r["case"]: r for r in result["cold"]["small"]}
+    assert set(small) == {"readme", "digits", "diabetes"}
+    assert all(r["ratio"] > 0 for r in small.values())
+    assert small["readme"]["sknn_large"]["fresh_process"]
+    overhead = result["cold"]["overhead"]
+    assert overhead["sknn_large"]["one_step_s"] > 0
+    assert "sklearn" in overhead
+    pipe = result["pipeline"]
+    assert pipe["sknn_large"]["wall_s"] > 0 and pipe["ratio"] > 0
+    cont = result["contention"]["cases"]
+    assert set(cont) == {"main", "readme"}
+    assert all(c["ratio_quiet"] > 0 and c["ratio_busy"] > 0 for c in cont.values())
+    assert len(result["issue12"]) == 6
+    assert "Issue 12 targets" in stdout
+
+
+def test_bench_cpu_cases_selects_sections(tmp_path):
+    # --cases runs only the named sections; a loader replaces the registry.
+    out = tmp_path / "cpu.json"
+    _run(
+        "bench_cpu.py",
+        "--quick",
+        "--cases",
+        "pipeline",
+        "--pipeline-loader",
+        "bench_cpu:synthetic_mixed",
+        "--out",
+        str(out),
+    )
+    result = json.loads(out.read_text())
+    assert "training" not in result and "cold" not in result
+    assert result["pipeline"]["dataset"] == "bench_cpu:synthetic_mixed"
+    assert list(result["issue12"]) == ["3. pipeline CV 2x faster than sklearn"]
 
 
 def test_bench_gpu_dry_run_covers_every_section(tmp_path):
