@@ -34,6 +34,7 @@ import io
 import math
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -66,8 +67,14 @@ _TOP_KEYS = frozenset(
     {"format", "sha256", "fingerprint", "rng_start", "module", "state"}
 )
 _RNG_DEVICES = ("cpu", "cuda", "mps")
-# Bytes of X hashed at a time by fingerprint(): bounded memory for lazy sources.
+# fingerprint() reads X in chunks of about 16 MiB (bounded memory for lazy
+# sources) and hashes each 1 MiB run of rows on its own, several at once on a
+# thread pool when the data are large (hashlib releases the GIL); the runs'
+# digests, in order, make the fingerprint, whatever the number of threads.
 _HASH_BLOCK_BYTES = 16 * 2**20
+_DIGEST_BLOCK_BYTES = 2**20
+_PARALLEL_BYTES = 32 * 2**20
+_MAX_HASH_THREADS = 8
 
 
 class CheckpointError(ValueError):
@@ -592,15 +599,31 @@ def fingerprint(params: dict, X, y, sample_weight, classes) -> str:
     _put(h, b"sknn_large fingerprint 2")
     kept = {k: v for k, v in params.items() if k not in FREE_PARAMS}
     _put(h, _canonical(kept).encode())
-    for label, values in (
+    inputs = (
         ("X", X),
         ("y", y),
         ("sample_weight", sample_weight),
         ("classes", None if classes is None else np.asarray(classes)),
-    ):
-        _put(h, label.encode())
-        _hash_values(h, values)
+    )
+    threads = min(_MAX_HASH_THREADS, os.cpu_count() or 1)
+    pool = None
+    if threads > 1 and _nbytes(X) >= _PARALLEL_BYTES:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="sknn-fingerprint")
+    try:
+        for label, values in inputs:
+            _put(h, label.encode())
+            _hash_values(h, values, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return h.hexdigest()
+
+
+def _nbytes(X) -> int:
+    if X is None or sp.issparse(X) or not hasattr(X, "shape"):
+        return 0
+    itemsize = getattr(getattr(X, "dtype", None), "itemsize", 8)
+    return math.prod(int(n) for n in X.shape) * itemsize
 
 
 def _canonical(value) -> str:
@@ -632,7 +655,7 @@ def _canonical(value) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}:{text}"
 
 
-def _hash_values(h, values) -> None:
+def _hash_values(h, values, pool=None) -> None:
     if values is None:
         _put(h, b"none")
         return
@@ -646,24 +669,33 @@ def _hash_values(h, values) -> None:
     dtype = None if dtype is None else np.dtype(dtype)
     _put(h, f"dense:{shape}:{None if dtype is None else dtype.str}".encode())
     if len(shape) == 0:
-        _hash_block(h, np.asarray(values), dtype)
+        h.update(_run_digest(_as_block(values, dtype)))
         return
-    row_values = math.prod(shape[1:])
-    itemsize = 8 if dtype is None else max(dtype.itemsize, 1)
-    rows = max(1, _HASH_BLOCK_BYTES // max(1, row_values * itemsize))
-    for block in iter_host_blocks(values, rows):
-        _hash_block(h, block, dtype)
+    row_bytes = math.prod(shape[1:]) * (8 if dtype is None else max(dtype.itemsize, 1))
+    run = max(1, _DIGEST_BLOCK_BYTES // max(1, row_bytes))
+    chunk = run * max(1, _HASH_BLOCK_BYTES // max(1, run * row_bytes))
+    for block in iter_host_blocks(values, chunk):
+        block = _as_block(block, dtype)
+        runs = [block[i : i + run] for i in range(0, block.shape[0], run)]
+        digests = pool.map(_run_digest, runs) if pool and len(runs) > 1 else None
+        for digest in digests or map(_run_digest, runs):
+            h.update(digest)
 
 
-def _hash_block(h, block, dtype) -> None:
+def _as_block(block, dtype) -> np.ndarray:
     block = np.asarray(block)
     if dtype is not None and block.dtype != dtype:
         block = block.astype(dtype)
+    return block
+
+
+def _run_digest(block: np.ndarray) -> bytes:
+    """SHA-256 of one run of rows, by value whatever its memory layout."""
     if block.dtype.kind == "O":
         # Object arrays hold pointers; hash what they point to instead.
-        _put(h, repr(block.tolist()).encode())
-        return
-    h.update(np.ascontiguousarray(block).reshape(-1).view(np.uint8))
+        return hashlib.sha256(repr(block.tolist()).encode()).digest()
+    raw = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
+    return hashlib.sha256(raw).digest()
 
 
 def _hash_sparse(h, X) -> None:

@@ -391,6 +391,20 @@ def test_fingerprint_of_memory_mapped_input(tmp_path):
     assert _fp(readonly, y, classes=None) == _fp(X, y, classes=None)
 
 
+def test_fingerprint_is_the_same_on_any_number_of_threads(monkeypatch):
+    # Large inputs are hashed on a thread pool; the fingerprint does not
+    # depend on whether, or on how many threads, it was.
+    X = np.random.RandomState(0).rand(30_000, 40)
+    y = np.zeros(len(X))
+    monkeypatch.setattr(_checkpoint, "_PARALLEL_BYTES", 2**62)
+    alone = _fp(X, y, classes=None)
+    monkeypatch.setattr(_checkpoint, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(_checkpoint.os, "cpu_count", lambda: 3)
+    assert _fp(X, y, classes=None) == alone
+    monkeypatch.setattr(_checkpoint.os, "cpu_count", lambda: 8)
+    assert _fp(np.asfortranarray(X), y, classes=None) == alone
+
+
 def test_fingerprint_is_cheap_beside_one_epoch():
     # Hashing the data costs well under one epoch of training on it.
     import time
