@@ -241,7 +241,9 @@ def make_feed(
         Bytes the features may occupy on the device. Defaults to half the free
         accelerator memory, or unlimited for in-memory arrays on the CPU.
     """
-    budget = _sources.free_device_bytes(device) if budget_bytes is None else budget_bytes
+    budget = (
+        _sources.free_device_bytes(device) if budget_bytes is None else budget_bytes
+    )
     itemsize = torch.empty((), dtype=dtype).element_size()
     row_bytes = max(1, X.shape[1] * itemsize)
     common = dict(

@@ -143,11 +143,16 @@ class _Trainer:
         rows = [member_hyper(m.cfg, m.lr) for m in self.members]
         t = self.stack.theta
         self.hyper = {
-            name: torch.tensor([[r[name]] for r in rows], device=t.device, dtype=t.dtype)
+            name: torch.tensor(
+                [[r[name]] for r in rows], device=t.device, dtype=t.dtype
+            )
             for name in rows[0]
         }
         self.hyper["step"] = self.steps
         self.hyper["n_weights"] = self.stack.n_weights
+        # One member: plain floats let the penalty and fused kernels run in
+        # one pass without (K, 1) broadcasts.
+        self.scalars = rows[0] if len(rows) == 1 else None
         self.has_l2 = any(r["l2"] > 0 for r in rows)
         self.has_l1 = any(r["l1"] > 0 for r in rows)
         self.dropout = [m.cfg.dropout for m in self.members]
@@ -198,9 +203,7 @@ class _Trainer:
             scale = (w / n).unsqueeze(-1)
         masks = self._masks(k, bsz, counts)
         if self.hand:
-            value = self.stack.hand_step(
-                x, y, scale, self.activation, self.loss, masks
-            )
+            value = self.stack.hand_step(x, y, scale, self.activation, self.loss, masks)
         else:
             value = self.stack.autograd_step(
                 x, y, scale, self.activation, self.loss, masks, self.autocast
@@ -222,10 +225,13 @@ def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
     parameters and buffers.
     """
     st, h = tr.stack, tr.hyper
+    if tr.scalars is not None and isinstance(n, float):
+        return _apply_one(tr, n)
     w, gw = st.theta[:, : st.n_weights], st.grad[:, : st.n_weights]
     pen = torch.zeros(st.k, device=w.device, dtype=w.dtype)
     if tr.has_l2:
-        pen = pen + 0.5 * h["l2"][:, 0] * w.square().sum(dim=1)
+        sq = torch.bmm(w.unsqueeze(1), w.unsqueeze(2))[:, 0, 0]
+        pen = pen + 0.5 * h["l2"][:, 0] * sq
         gw.add_(w * (h["l2"] / n))
     if tr.has_l1:
         pen = pen + h["l1"][:, 0] * w.abs().sum(dim=1)
@@ -241,8 +247,30 @@ def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
     if idle is not None:
         for t, s in zip([st.theta, *tr.buffers.values()], saved, strict=True):
             t[idle] = s
-    pen_n = pen / (n if isinstance(n, float) else n[:, 0])
-    return pen_n
+    return pen / (n if isinstance(n, float) else n[:, 0])
+
+
+def _apply_one(tr: _Trainer, n: float) -> torch.Tensor:
+    """:func:`apply_step` for a single unweighted member, in single passes."""
+    st, s = tr.stack, tr.scalars
+    theta, grad = st.theta[0], st.grad[0]
+    w, gw = theta[: st.n_weights], grad[: st.n_weights]
+    pen = torch.zeros((), device=w.device, dtype=w.dtype)
+    if s["l2"] > 0:
+        pen = pen + (0.5 * s["l2"]) * torch.dot(w, w)
+        gw.add_(w, alpha=s["l2"] / n)
+    if s["l1"] > 0:
+        pen = pen + s["l1"] * w.abs().sum()
+        gw.add_(w.sign(), alpha=s["l1"] / n)
+    step = tr.hyper["step"]
+    step.add_(1.0)
+    if tr.solver.fused is None:
+        tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
+    else:
+        bufs = {name: b[0] for name, b in tr.buffers.items()}
+        lr = tr.hyper["lr"][0, 0]
+        tr.solver.fused(theta, grad, bufs, s, lr, step[0], st.n_weights)
+    return (pen / n).reshape(1)
 
 
 # ------------------------------------------------------------------ epochs
@@ -428,6 +456,7 @@ def _epoch(tr: _Trainer, step, feed) -> None:
 
 
 # ------------------------------------------------------------------ entry
+
 
 def _graph_backend(device: torch.device):
     """What captures the step on ``device`` (None: it runs uncaptured)."""

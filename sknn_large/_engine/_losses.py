@@ -86,8 +86,7 @@ class Loss:
     divide_by_outputs: bool = False
     index_targets: bool = False
     value_and_delta: (
-        Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-        | None
+        Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
     ) = None
 
 

@@ -37,7 +37,10 @@ _HAND_ACTIVATIONS: dict[
     "identity": (lambda z: z, None),
     "logistic": (torch.sigmoid_, _aten.sigmoid_backward),
     "tanh": (torch.tanh_, _aten.tanh_backward),
-    "relu": (torch.relu_, lambda g, a: _aten.threshold_backward(g, a, 0.0)),
+    "relu": (
+        torch.relu_,
+        lambda g, a: _aten.threshold_backward.grad_input(g, a, 0.0, grad_input=g),
+    ),
     "leaky_relu": (
         lambda z: torch.nn.functional.leaky_relu_(z, 0.01),
         lambda g, a: _aten.leaky_relu_backward(g, a, 0.01, True),

@@ -91,7 +91,9 @@ def from_torch_state(
             continue
         if not all(_fits(t, p) for t, p in zip(found, params, strict=True)):
             raise ValueError(f"the optimizer's {name!r} does not fit the network")
-        buffers[name] = _to_flat([t.to(p) for t, p in zip(found, params)], module)
+        buffers[name] = _to_flat(
+            [t.to(p) for t, p in zip(found, params, strict=True)], module
+        )
     for entry in moments.values():
         if "step" in entry:
             steps = _step_count(entry["step"])
@@ -117,9 +119,7 @@ def _parts(saved, n_params: int) -> tuple[list[dict], dict]:
 
 def _fits(t, param: torch.Tensor) -> bool:
     return (
-        isinstance(t, torch.Tensor)
-        and t.is_floating_point()
-        and t.shape == param.shape
+        isinstance(t, torch.Tensor) and t.is_floating_point() and t.shape == param.shape
     )
 
 

@@ -43,6 +43,11 @@ class Solver:
         engine drives through SciPy instead.
     hyper : tuple of str
         The per-member settings the step reads, as ``(K, 1)`` tensors.
+    fused : callable or None
+        ``fused(theta, grad, buffers, settings, lr, step)`` for one member
+        (flat 1-D tensors, settings as floats, ``lr`` and ``step`` one-element
+        tensors): torch's fused kernel for the same update, one pass over the
+        parameters. None: the stacked ``step`` serves ``K = 1`` too.
     """
 
     name: str
@@ -50,6 +55,7 @@ class Solver:
     counts_steps: bool
     step: Callable[[torch.Tensor, torch.Tensor, Buffers, Hyper], None] | None
     hyper: tuple[str, ...] = ()
+    fused: Callable | None = None
 
     @property
     def stochastic(self) -> bool:
@@ -107,20 +113,60 @@ def _rmsprop(theta, grad, buf, h) -> None:
     theta.sub_(b * h["lr"])
 
 
+def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int) -> None:
+    torch._fused_adam_(
+        [theta], [grad], [buf["exp_avg"]], [buf["exp_avg_sq"]], [], [step],
+        lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=0.0,
+        eps=s["epsilon"], amsgrad=False, maximize=False,
+    )  # fmt: skip
+
+
+def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int) -> None:
+    # Decoupled decay on the weights only: two lists, one call each.
+    m, v = buf["exp_avg"], buf["exp_avg_sq"]
+    for part, decay in (
+        (slice(0, n_weights), s["weight_decay"]),
+        (slice(n_weights, None), 0.0),
+    ):
+        torch._fused_adamw_(
+            [theta[part]], [grad[part]], [m[part]], [v[part]], [], [step],
+            lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=decay,
+            eps=s["epsilon"], amsgrad=False, maximize=False,
+        )  # fmt: skip
+
+
+def _fused_sgd(theta, grad, buf, s, lr, step, n_weights: int) -> None:
+    # Zero-initialised buffers make every step a "later" step (buf = g at first).
+    momentum = s["momentum"]
+    torch._fused_sgd_(
+        [theta], [grad], [buf["momentum_buffer"]] if momentum > 0 else [],
+        weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
+        nesterov=bool(s["nesterov"]), maximize=False, is_first_step=False,
+    )  # fmt: skip
+
+
 _ADAM_HYPER = ("lr", "beta_1", "beta_2", "epsilon")
 
 # Public solver names -> records. `_parameter_constraints` reads its options here.
 _SOLVERS: dict[str, Solver] = {
-    "adam": Solver("adam", ("exp_avg", "exp_avg_sq"), True, _adam, _ADAM_HYPER),
+    "adam": Solver(
+        "adam", ("exp_avg", "exp_avg_sq"), True, _adam, _ADAM_HYPER, _fused_adam
+    ),
     "adamw": Solver(
         "adamw",
         ("exp_avg", "exp_avg_sq"),
         True,
         _adamw,
         (*_ADAM_HYPER, "weight_decay"),
+        _fused_adamw,
     ),
     "sgd": Solver(
-        "sgd", ("momentum_buffer",), False, _sgd, ("lr", "momentum", "nesterov")
+        "sgd",
+        ("momentum_buffer",),
+        False,
+        _sgd,
+        ("lr", "momentum", "nesterov"),
+        _fused_sgd,
     ),
     "rmsprop": Solver(
         "rmsprop",

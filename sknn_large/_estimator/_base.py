@@ -33,7 +33,9 @@ except ImportError:  # older scikit-learn has none; estimators work without it
 _PENALTIES = ("l1", "l2", "elasticnet")
 
 
-class BaseLargeMLP(PredictMixin, CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseLargeMLP(
+    PredictMixin, CallbackSupportMixin, BaseEstimator, metaclass=ABCMeta
+):
     """Shared machinery of :class:`LargeMLPClassifier` and :class:`LargeMLPRegressor`.
 
     Not for direct use: it holds the parameters and their validation and
@@ -251,8 +253,15 @@ class BaseLargeMLP(PredictMixin, CallbackSupportMixin, BaseEstimator, metaclass=
         hooks = _hooks.epoch_hooks(self, X, ctx, incremental, rng_start, bar)
         try:
             member, feed = _plan.single_member(
-                self, X, Y, sample_weight, rng, incremental, resume is not None,
-                hooks, verbose=0 if bar is not None else None,
+                self,
+                X,
+                Y,
+                sample_weight,
+                rng,
+                incremental,
+                resume is not None,
+                hooks,
+                verbose=0 if bar is not None else None,
             )
             self._train(member, feed)
         finally:

@@ -281,8 +281,12 @@ def single_member(est, X, Y, sw, rng, incremental, resume, hooks, verbose=None):
     )
     begin, end = hooks
     member = Member(
-        cfg, est._state, est.module_, validation=validation,
-        on_epoch_begin=begin, on_epoch_end=end,
+        cfg,
+        est._state,
+        est.module_,
+        validation=validation,
+        on_epoch_begin=begin,
+        on_epoch_end=end,
     )
     return member, SharedFeed(feed)
 

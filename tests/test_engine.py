@@ -1,0 +1,128 @@
+"""The one engine: every registered option at K = 1 and K > 1, both step paths."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from sknn_large import LargeMLPClassifier, LargeMLPRegressor
+from sknn_large._engine import _ACTIVATIONS, _LOSSES, _SOLVERS
+from sknn_large._engine._network import _HAND_ACTIVATIONS
+from sknn_large._engine._stack import ParamStack
+from sknn_large._estimator import _stacked
+
+# Which estimator and targets exercise each engine loss.
+_LOSS_CASES = {
+    "log_loss": ("clf", 3),
+    "binary_log_loss": ("clf", 2),
+    "squared_error": ("reg", "squared_error"),
+    "poisson": ("reg", "poisson"),
+}
+
+# Every entry of every registry once, the others at a common choice.
+_CASES = (
+    [(s, "relu", "log_loss") for s in sorted(_SOLVERS)]
+    + [("adam", a, "squared_error") for a in sorted(_ACTIVATIONS)]
+    + [("sgd", "tanh", loss) for loss in sorted(_LOSSES)]
+)
+
+
+def _problem(loss):
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 5)
+    kind, what = _LOSS_CASES[loss]
+    if kind == "clf":
+        y = (X[:, 0] > 0).astype(int) + (what == 3) * (X[:, 1] > 0.5)
+        return X, y, LargeMLPClassifier
+    y = X @ rng.rand(5)
+    if what == "poisson":
+        y = np.exp(0.3 * y)
+    return X, y, LargeMLPRegressor
+
+
+@pytest.mark.parametrize(("solver", "activation", "loss"), _CASES)
+def test_every_registered_option_trains_stacked_as_alone(solver, activation, loss):
+    # Each solver, activation and loss trains in one stack of K = 3 members
+    # (never falling back to fits one at a time), and each member ends where
+    # the same estimator fitted alone (K = 1) ends, to float64 rounding.
+    X, y, Est = _problem(loss)
+    kw = dict(
+        hidden_layer_sizes=(6,),
+        solver=solver,
+        activation=activation,
+        max_iter=4,
+        batch_size=32,
+        precision="float64",
+        random_state=0,
+    )
+    if Est is LargeMLPRegressor:
+        kw["loss"] = _LOSS_CASES[loss][1]
+    base = Est(**kw)
+    ests = [clone(base).set_params(learning_rate_init=lr) for lr in (1e-3, 3e-3, 1e-2)]
+    rows = [np.arange(120), np.arange(100), np.arange(20, 120)]
+    stacks = []
+    real = _stacked.fit_members
+
+    def recording(members, feed):
+        stacks.append(len(members))
+        return real(members, feed)
+
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
+        warnings.simplefilter("ignore")
+        mp.setattr(_stacked, "fit_members", recording)
+        stacked = _stacked.fit_many([clone(e) for e in ests], X, y, rows)
+        alone = [clone(e).fit(X[r], y[r]) for e, r in zip(ests, rows, strict=True)]
+    assert stacks == [3]
+    for a, b in zip(stacked, alone, strict=True):
+        assert not isinstance(a, BaseException), a
+        assert a.loss_ == pytest.approx(b.loss_, rel=1e-9)
+        for u, v in zip(
+            a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True
+        ):
+            np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
+
+
+def _stack(k, widths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    n += sum(widths[1:])
+    theta = 0.5 * torch.randn(k, n, generator=g, dtype=torch.float64)
+    return ParamStack(widths, theta)
+
+
+@pytest.mark.parametrize("activation", sorted(_HAND_ACTIVATIONS))
+@pytest.mark.parametrize("loss", sorted(_LOSSES))
+@pytest.mark.parametrize("k", [1, 3])
+def test_hand_derived_step_equals_autograd(activation, loss, k):
+    # The hand-derived forward/backward gives autograd's gradients and losses,
+    # with sample weights and dropout masks, for one member and for a stack.
+    widths = [4, 7, 5, 3]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(k, 16, 4, generator=g, dtype=torch.float64)
+    if _LOSSES[loss].index_targets:
+        y = torch.randint(0, 3, (k, 16), generator=g)
+    elif loss == "poisson":
+        y = torch.rand(k, 16, 3, generator=g, dtype=torch.float64) * 3
+    else:
+        y = torch.rand(k, 16, 3, generator=g, dtype=torch.float64)
+    w = torch.rand(k, 16, generator=g, dtype=torch.float64)
+    scale = (w / w.sum(dim=1, keepdim=True)).unsqueeze(-1)
+    masks = [
+        (torch.rand(k, 16, n, generator=g, dtype=torch.float64) > 0.3) / 0.7
+        for n in widths[1:-1]
+    ]
+    hand, auto = _stack(k, widths), _stack(k, widths)
+    v1 = hand.hand_step(x, y, scale, activation, _LOSSES[loss], masks)
+    v2 = auto.autograd_step(x, y, scale, activation, _LOSSES[loss], masks, None)
+    torch.testing.assert_close(v1, v2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(hand.grad, auto.grad, rtol=1e-10, atol=1e-12)
+    assert hand.grad.abs().sum() > 0
+
+
+def test_autograd_path_serves_activations_without_a_hand_derivative():
+    # gelu and silu have no hand-derived backward and still train, through
+    # autograd; the hand path's registry is a subset of the public one.
+    assert set(_HAND_ACTIVATIONS) <= set(_ACTIVATIONS)
+    assert {"gelu", "silu"} <= set(_ACTIVATIONS) - set(_HAND_ACTIVATIONS)
