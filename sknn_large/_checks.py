@@ -61,39 +61,80 @@ def _is_weight(value) -> bool:
     return bool(np.isfinite(value)) and value >= 0
 
 
-def check_input_range(compute_dtype, **inputs) -> None:
-    """Refuse finite values that the network's compute dtype cannot hold.
+# scikit-learn's own words for such a fit, kept verbatim so that code (and
+# scikit-learn's test suite) matching its message still matches ours.
+_SKLEARN_LARGE_VALUES = (
+    "Solver produced non-finite parameter weights. The input data may contain"
+    " large values and need to be preprocessed."
+)
+
+
+def check_fit_range(compute_dtype, X, y=None, sample_weight=None) -> None:
+    """Refuse training inputs that the network's compute dtype cannot hold.
 
     A float64 value beyond float32's largest finite number (about 3.4e38)
     becomes infinity when the network computes in float32 (or bfloat16), and
-    the result is NaN: a divergence at fit, NaN probabilities at predict. This
-    check finds such values first. It reads the data block by block, so a
-    memory-mapped or lazy ``X`` is never loaded whole.
+    training diverges at once. This check names the input instead. It reads
+    the data block by block, so a memory-mapped or lazy ``X`` is never loaded
+    whole.
 
     Parameters
     ----------
     compute_dtype : torch.dtype
         The dtype the network computes in (its parameters' dtype). Nothing is
         checked for float64.
-    **inputs : ndarray, sparse matrix, row source or None
-        The validated inputs, by the name the message gives them, e.g.
-        ``X=X, y=Y, sample_weight=sw``: NumPy arrays (memory-mapped or not),
-        SciPy sparse matrices, or objects with ``shape`` and ``dtype`` whose
-        row slices ``X[a:b]`` convert to NumPy arrays. None is skipped.
+    X : ndarray, sparse matrix or row source
+        The validated inputs: a NumPy array (memory-mapped or not), a SciPy
+        sparse matrix, or an object with ``shape`` and ``dtype`` whose row
+        slices ``X[a:b]`` convert to NumPy arrays.
+    y : ndarray, default=None
+        The validated targets (a classifier's indicator matrix is skipped).
+    sample_weight : ndarray, default=None
+        The sample weights training uses.
 
     Raises
     ------
     ValueError
         If ``compute_dtype`` is float32 or bfloat16 and an input holds a
-        finite value whose magnitude exceeds float32's range.
+        finite value whose magnitude exceeds float32's range. The message
+        also carries scikit-learn's wording for such a fit.
 
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from sknn_large._checks import check_input_range
-    >>> check_input_range(torch.float32, X=np.array([[1.0, 2.0]]))
-    >>> check_input_range(torch.float64, X=np.array([[1e39]]))
+    >>> from sknn_large._checks import check_fit_range
+    >>> check_fit_range(torch.float32, np.array([[1.0, 2.0]]), np.array([0.5]))
+    >>> check_fit_range(torch.float64, np.array([[1e39]]))
     """
+    inputs = {"X": X, "y": y, "sample_weight": sample_weight}
+    _check_range(
+        compute_dtype, inputs, f" (In scikit-learn's words: {_SKLEARN_LARGE_VALUES})"
+    )
+
+
+def check_predict_range(compute_dtype, X) -> None:
+    """Refuse inputs to predict that the network's compute dtype cannot hold.
+
+    The same check as :func:`check_fit_range`, for ``X`` at prediction, where
+    such a value would otherwise give NaN probabilities and arbitrary labels.
+
+    Parameters
+    ----------
+    compute_dtype : torch.dtype
+        The dtype the network computes in (its parameters' dtype).
+    X : ndarray, sparse matrix or row source
+        The validated inputs.
+
+    Raises
+    ------
+    ValueError
+        If ``compute_dtype`` is float32 or bfloat16 and ``X`` holds a finite
+        value whose magnitude exceeds float32's range.
+    """
+    _check_range(compute_dtype, {"X": X}, "")
+
+
+def _check_range(compute_dtype, inputs: dict, suffix: str) -> None:
     if compute_dtype not in _NARROW:
         return
     for name, values in inputs.items():
@@ -111,7 +152,7 @@ def check_input_range(compute_dtype, **inputs) -> None:
                 f" magnitude {worst:.3g}; float32 holds up to {_FLOAT32_MAX:.3g})."
                 " The network computes in float32, where these values become"
                 f" infinite and its outputs NaN. Scale {name} (e.g. with"
-                " StandardScaler) or pass precision='float64'."
+                " StandardScaler) or pass precision='float64'." + suffix
             )
 
 

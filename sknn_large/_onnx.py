@@ -171,7 +171,8 @@ def _exact_labels(classes: np.ndarray) -> np.ndarray:
             f" outside int64's range ({classes.min()} to {classes.max()}), which"
             " would wrap around. Refit it on smaller integers or strings."
         )
-    out = classes.astype(np.int64)
+    with np.errstate(invalid="ignore"):  # checked on the next line
+        out = classes.astype(np.int64)
     if not (out == classes).all():  # float64 rounding near int64's limits
         raise TypeError(
             "ONNX class labels are int64 or strings; this classifier's float labels"

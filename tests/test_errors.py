@@ -176,7 +176,7 @@ def test_targets_beyond_float32_refused_at_fit(regression):
 
 def test_float64_network_takes_large_values(iris):
     # precision='float64' computes where 1e39 is finite: no refusal.
-    from sknn_large._checks import check_input_range
+    from sknn_large._checks import check_fit_range, check_predict_range
 
     X, y = iris
     est = LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=2, precision="float64")
@@ -184,7 +184,8 @@ def test_float64_network_takes_large_values(iris):
     X_big = X[:3].copy()
     X_big[0, 0] = 1e39
     assert np.isfinite(est.predict_proba(X_big)).all()
-    check_input_range(torch.float64, X=X_big)
+    check_fit_range(torch.float64, X_big)
+    check_predict_range(torch.float64, X_big)
 
 
 def test_range_check_reads_every_kind_of_input(tmp_path):
@@ -192,7 +193,7 @@ def test_range_check_reads_every_kind_of_input(tmp_path):
     # and lazy inputs, and passes float32 data and in-range float64 data.
     import scipy.sparse as sp
 
-    from sknn_large._checks import check_input_range
+    from sknn_large._checks import check_fit_range, check_predict_range
 
     X = np.zeros((3000, 7))
     X[2500, 3] = 4e38
@@ -208,14 +209,25 @@ def test_range_check_reads_every_kind_of_input(tmp_path):
             return X[key]
 
     for bad in (X, sp.csr_matrix(X), mapped, Lazy()):
-        with pytest.raises(ValueError, match="too large for float32"):
-            check_input_range(torch.float32, X=bad)
-        with pytest.raises(ValueError, match="too large for float32"):
-            check_input_range(torch.bfloat16, X=bad)
-    check_input_range(torch.float32, X=np.full((2, 2), 3e38), y=None)
-    check_input_range(torch.float32, X=np.zeros((2, 2), dtype=np.float32))
+        for dtype in (torch.float32, torch.bfloat16):
+            with pytest.raises(ValueError, match="too large for float32"):
+                check_predict_range(dtype, bad)
+            with pytest.raises(ValueError, match="too large for float32"):
+                check_fit_range(dtype, bad)
+    ok = np.full((2, 2), 3e38)
+    check_fit_range(torch.float32, ok, np.array([3e38, 1.0]), None)
+    check_predict_range(torch.float32, np.zeros((2, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="sample_weight contains"):
-        check_input_range(torch.float32, sample_weight=np.array([1.0, 1e300]))
+        check_fit_range(torch.float32, ok, None, np.array([1.0, 1e300]))
+
+
+def test_fit_range_error_keeps_sklearns_words(iris):
+    # Code matching scikit-learn's message for such a fit still matches.
+    X, y = iris
+    X = X.copy()
+    X[0, 0] = 1e300
+    with pytest.raises(ValueError, match="The input data may contain large values"):
+        LargeMLPRegressor(max_iter=2).fit(X, y)
 
 
 @pytest.mark.parametrize("device", [torch.device("meta"), torch.device("xla")])
