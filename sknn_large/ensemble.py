@@ -11,16 +11,33 @@ on an accelerator.
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._classifier import LargeMLPClassifier
 from ._estimator import fit_many
 from ._regressor import LargeMLPRegressor
 
 __all__ = ["LargeMLPEnsembleClassifier", "LargeMLPEnsembleRegressor"]
+
+
+def _constraints(member_class, names) -> dict:
+    """The members' own constraints for the shared parameters, plus the count."""
+    own = member_class._parameter_constraints
+    return {
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        **{name: own[name] for name in names},
+    }
 
 
 class _BaseEnsemble(BaseEstimator):
@@ -30,27 +47,47 @@ class _BaseEnsemble(BaseEstimator):
     _member_params: tuple[str, ...]
 
     def _members(self) -> list:
-        if self.n_estimators < 1:
-            raise ValueError(f"n_estimators must be >= 1, got {self.n_estimators}.")
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
         params = {name: getattr(self, name) for name in self._member_params}
         return [self._member_class(**{**params, "random_state": int(s)}) for s in seeds]
 
     def _fit_members(self, X, y, sample_weight):
-        X = X if hasattr(X, "tocsr") else np.asarray(X)
-        fitted = fit_many(
-            self._members(), X, np.asarray(y), sample_weight=sample_weight
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            y_numeric=not isinstance(self, ClassifierMixin),
         )
+        if isinstance(self, ClassifierMixin):
+            check_classification_targets(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        fitted = fit_many(self._members(), X, y, sample_weight=sample_weight)
         for result in fitted:
             if isinstance(result, BaseException):
                 raise result
         self.estimators_ = fitted
-        first = fitted[0]
-        self.n_features_in_ = first.n_features_in_
-        if hasattr(first, "feature_names_in_"):
-            self.feature_names_in_ = first.feature_names_in_
+        self.n_iter_ = max(m.n_iter_ for m in fitted)
         return self
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        return validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            dtype=(np.float64, np.float32),
+            reset=False,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
 
 class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
@@ -77,8 +114,15 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         on a member continues as on the same network fitted alone.
     classes_ : ndarray of shape (n_classes,)
         Class labels.
+    multilabel_ : bool
+        Whether ``y`` was a label indicator matrix (``predict`` then thresholds
+        the averaged probabilities at 0.5).
+    n_iter_ : int
+        The most epochs any member ran.
     n_features_in_ : int
         Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
 
     See Also
     --------
@@ -132,6 +176,8 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         "precision",
         "class_weight",
     )
+
+    _parameter_constraints = _constraints(LargeMLPClassifier, _member_params)
 
     def __init__(
         self,
@@ -196,6 +242,7 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         self.precision = precision
         self.class_weight = class_weight
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit every member on ``(X, y)`` in one vectorised run.
 
@@ -215,7 +262,13 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         """
         self._fit_members(X, y, sample_weight)
         self.classes_ = self.estimators_[0].classes_
+        self.multilabel_ = type_of_target(y).startswith("multilabel")
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
     def predict_proba(self, X):
         """Average of the members' class probabilities.
@@ -230,7 +283,7 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         proba : ndarray of shape (n_samples, n_classes)
             Mean probability of each class, in the order of ``classes_``.
         """
-        check_is_fitted(self)
+        X = self._validated(X)
         return np.mean([m.predict_proba(X) for m in self.estimators_], axis=0)
 
     def predict(self, X):
@@ -246,8 +299,10 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         y : ndarray of shape (n_samples,)
             Predicted labels.
         """
-        check_is_fitted(self)
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        if self.multilabel_:
+            return (proba > 0.5).astype(int)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
@@ -272,6 +327,8 @@ class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
     estimators_ : list of LargeMLPRegressor
         The fitted members. Each keeps its optimizer state, so ``partial_fit``
         on a member continues as on the same network fitted alone.
+    n_iter_ : int
+        The most epochs any member ran.
     n_features_in_ : int
         Number of features seen during fit.
 
@@ -324,6 +381,8 @@ class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
         "device",
         "precision",
     )
+
+    _parameter_constraints = _constraints(LargeMLPRegressor, _member_params)
 
     def __init__(
         self,
@@ -388,6 +447,7 @@ class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
         self.device = device
         self.precision = precision
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit every member on ``(X, y)`` in one vectorised run.
 
@@ -420,5 +480,5 @@ class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Averaged predictions.
         """
-        check_is_fitted(self)
+        X = self._validated(X)
         return np.mean([m.predict(X) for m in self.estimators_], axis=0)

@@ -3,6 +3,7 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
+from sknn_large.ensemble import LargeMLPEnsembleClassifier, LargeMLPEnsembleRegressor
 
 # The one place expected failures are declared, each with its reason. They are
 # the ones scikit-learn itself declares for its MLP estimators.
@@ -27,6 +28,8 @@ ESTIMATORS = [
     LargeMLPClassifier(solver="lbfgs", random_state=0),
     LargeMLPRegressor(solver="lbfgs", random_state=0),
     LargeMLPClassifier(solver="sgd", penalty="elasticnet", dropout=0.1, random_state=0),
+    LargeMLPEnsembleClassifier(n_estimators=3, random_state=0),
+    LargeMLPEnsembleRegressor(n_estimators=3, random_state=0),
 ]
 
 

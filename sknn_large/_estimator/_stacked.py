@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._data import StackFeed
+from .._data import StackFeed, as_tensor
 from .._engine import fit_members
 from .._engine._stack import module_to_flat
 from . import _hooks, _plan
@@ -100,8 +100,7 @@ def _shared_tensors(jobs: list[_Job], X: np.ndarray):
     for j in jobs:
         table[j.rows] = j.targets
     target_dtype = torch.int64 if table.dtype.kind == "i" else dtype
-    X_t = torch.as_tensor(np.ascontiguousarray(X)).to(device, dtype)
-    return X_t, torch.as_tensor(table).to(device, target_dtype)
+    return as_tensor(X, device, dtype), as_tensor(table, device, target_dtype)
 
 
 def _train_group(jobs: list[_Job], X: np.ndarray, budget) -> list:
