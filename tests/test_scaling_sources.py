@@ -7,12 +7,12 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+import sknn_large._data._sources as data_module
 import sknn_large._estimator._inputs as base_module
 import sknn_large._estimator._predict as predict_module
-from sknn_large._estimator import _plan
-import sknn_large._data._sources as data_module
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
 from sknn_large._data import RowView, is_row_source
+from sknn_large._estimator import _plan
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc/self"
@@ -156,10 +156,14 @@ def test_early_stopping_splits_rows_without_copying(tmp_path, small_chunks, kind
     ref.fit(X, y)  # sets n_outputs_ and the classes
     Y = ref._label_binarizer.transform(y)
     rng = np.random.RandomState(0)
-    Xt, _, _, Xv, _, _ = _plan.holdout_split(ref, X, Y, None, rng)
+    Xt, _, _, Xv, _, _ = (
+        getattr(p, "X", p) for p in _plan.holdout_split(ref, X, Y, None, rng)
+    )
     rng = np.random.RandomState(0)
     view = RowView(source) if kind == "source" else source
-    Vt, _, _, Vv, Wv, _ = _plan.holdout_split(ref, view, Y, None, rng)
+    St, _, _, Sv, Wv, _ = _plan.holdout_split(ref, view, Y, None, rng)
+    assert St.streams and Sv.streams
+    Vt, Vv = St.X, Sv.X
     assert isinstance(Vt, RowView) and isinstance(Vv, RowView)
     # The rows are X's, identified by their (unique) values.
     position = {row.tobytes(): i for i, row in enumerate(X)}

@@ -10,7 +10,13 @@ from ._feeds import (
     take_rows,
 )
 from ._sources import (
+    DENSE,
+    LAZY,
+    MAPPED,
+    SPARSE,
     RowView,
+    Source,
+    as_source,
     as_tensor,
     free_device_bytes,
     is_in_memory,
@@ -20,13 +26,20 @@ from ._sources import (
     release_rows,
     rows_for_bytes,
     rows_to_tensor,
+    source_kind,
     stream_rows,
-    streams_from_source,
 )
 
 __all__ = [
+    "DENSE",
+    "LAZY",
+    "MAPPED",
+    "SPARSE",
     "ResidentFeed",
     "RowView",
+    "Source",
+    "as_source",
+    "source_kind",
     "SharedFeed",
     "StackFeed",
     "StreamFeed",
@@ -42,6 +55,5 @@ __all__ = [
     "rows_for_bytes",
     "rows_to_tensor",
     "stream_rows",
-    "streams_from_source",
     "take_rows",
 ]

@@ -44,8 +44,8 @@ from ._sources import (
     _host_block,
     _to_device,
     _will_read_rows,
+    as_source,
     as_tensor,
-    is_in_memory,
     rows_to_tensor,
 )
 
@@ -233,8 +233,9 @@ def make_feed(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        Anything sliceable by rows: ndarray, memmap, scipy sparse matrix.
+    X : Source or array-like of shape (n_samples, n_features)
+        Anything sliceable by rows: ndarray, memmap, scipy sparse matrix,
+        :class:`RowView`.
     y, sample_weight : ndarray
         Targets and optional weights; always held on the device.
     budget_bytes : float, optional
@@ -249,7 +250,9 @@ def make_feed(
     common = dict(
         batch_size=batch_size, device=device, dtype=dtype, target_dtype=target_dtype
     )
-    if is_in_memory(X) and X.shape[0] * row_bytes <= budget:
+    source = as_source(X)
+    X = source.X
+    if source.resident and X.shape[0] * row_bytes <= budget:
         return ResidentFeed(X, y, sample_weight, **common)
     chunk_bytes = min(budget, _sources._DEFAULT_CHUNK_BYTES)
     return StreamFeed(

@@ -300,11 +300,6 @@ class RowView:
         return RowView(self.source, rows, self.dtype)
 
 
-def streams_from_source(X) -> bool:
-    """Whether ``X`` is read from where it lives (a mapped file, a row source)."""
-    return isinstance(X, RowView) or is_memory_mapped(X)
-
-
 # ------------------------------------------------------------------ tensors
 
 
@@ -359,3 +354,80 @@ def free_device_bytes(device: torch.device) -> float:
         return free * _DEVICE_MEMORY_SHARE
     # On the CPU an in-memory array is already resident: no copy is needed.
     return float("inf")
+
+
+# ------------------------------------------------------------ the protocol
+
+# The kinds of X, decided in one place (:func:`source_kind`).
+DENSE, SPARSE, MAPPED, LAZY = "dense", "sparse", "mapped", "lazy"
+
+
+def source_kind(X) -> str:
+    """Which kind of source ``X`` is: dense, sparse, mapped or lazy.
+
+    * ``"sparse"``: a SciPy sparse matrix (streamed, densified per chunk);
+    * ``"lazy"``: a row source without a memory buffer (``h5py``, ``zarr``,
+      Dask, a :class:`RowView`), read by row slices where it lives;
+    * ``"mapped"``: a memory-mapped array (or a view of one), read in place;
+    * ``"dense"``: anything else array-like, held in memory.
+    """
+    if sp.issparse(X):
+        return SPARSE
+    if isinstance(X, RowView) or is_row_source(X):
+        return LAZY
+    if is_memory_mapped(X):
+        return MAPPED
+    return DENSE
+
+
+class Source:
+    """A validated ``X`` and how its rows are read: the one input protocol.
+
+    Every consumer (the training feeds, the early-stopping split, validation,
+    stacking) asks a source instead of testing the array's type.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Validated rows: an ndarray, a sparse matrix, a memory-mapped array or
+        a :class:`RowView`.
+    """
+
+    def __init__(self, X):
+        self.X = X
+        self.kind = source_kind(X)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_samples, n_features)``."""
+        return self.X.shape
+
+    @property
+    def streams(self) -> bool:
+        """Whether rows are read from where they live (never copied whole)."""
+        return self.kind in (MAPPED, LAZY)
+
+    @property
+    def resident(self) -> bool:
+        """Whether the rows are a dense array in memory."""
+        return self.kind == DENSE
+
+    def take(self, index: np.ndarray) -> Source:
+        """Rows ``index``: a sorted view for streamed data, else a copy.
+
+        Streamed data keeps file order (reads stay sequential), so the rows
+        come back sorted; in memory they keep the order of ``index``.
+        """
+        if self.streams:
+            view = self.X if isinstance(self.X, RowView) else RowView(self.X)
+            return Source(view.subset(np.sort(index)))
+        return Source(self.X[index])
+
+    def stream_rows(self) -> int:
+        """Rows read at a time when streaming (about 64 MiB)."""
+        return stream_rows(self.X)
+
+
+def as_source(X) -> Source:
+    """``X`` as a :class:`Source` (a source is returned as it is)."""
+    return X if isinstance(X, Source) else Source(X)

@@ -13,29 +13,23 @@ import numpy as np
 from sklearn.utils import assert_all_finite
 from sklearn.utils.validation import validate_data
 
-from .._data import (
-    RowView,
-    is_memory_mapped,
-    is_row_source,
-    iter_host_blocks,
-    rows_for_bytes,
-)
+from .._data import LAZY, MAPPED, RowView, iter_host_blocks, rows_for_bytes, source_kind
 
 # Bytes of an out-of-core X checked for NaN and infinity at a time.
 _CHECK_BLOCK_BYTES = 64 * 2**20
 
 
 def input_kind(X) -> str:
-    """What kind of source ``X`` is: 'in_memory', 'mapped' or 'lazy'.
+    """How to validate ``X``: 'in_memory' (scikit-learn's way), 'mapped', 'lazy'.
 
-    'lazy' covers row sources without a memory buffer and memory-mapped files
-    whose dtype scikit-learn would convert in one whole copy.
+    The kind is :func:`~sknn_large._data.source_kind`'s, except that a
+    memory-mapped file whose dtype scikit-learn would convert in one whole
+    copy is read lazily instead.
     """
-    if is_row_source(X):
-        return "lazy"
-    if is_memory_mapped(X):
-        return "mapped" if X.dtype in (np.float32, np.float64) else "lazy"
-    return "in_memory"
+    kind = source_kind(X)
+    if kind == MAPPED and X.dtype not in (np.float32, np.float64):
+        return LAZY
+    return kind if kind in (MAPPED, LAZY) else "in_memory"
 
 
 def validate_input(estimator, X="no_validation", y="no_validation", **kwargs):
@@ -52,7 +46,7 @@ def validate_input(estimator, X="no_validation", y="no_validation", **kwargs):
         return validate_data(estimator, X, y, **kwargs)
     kwargs["ensure_all_finite"] = False
     source = X
-    if kind == "lazy":
+    if kind == LAZY:
         # A read-only broadcast of the first row stands in for X: scikit-learn
         # checks the shape, the features and y against it without reading X.
         n, d = X.shape
@@ -62,7 +56,7 @@ def validate_input(estimator, X="no_validation", y="no_validation", **kwargs):
         X = np.broadcast_to(head, (n, d)) if n else head
     out = validate_data(estimator, X, y, **kwargs)
     X_valid = out[0] if isinstance(out, tuple) else out
-    if kind == "lazy":
+    if kind == LAZY:
         X_valid = RowView(source, dtype=X_valid.dtype)
         out = (X_valid, out[1]) if isinstance(out, tuple) else X_valid
     rows = rows_for_bytes(X_valid, _CHECK_BLOCK_BYTES)

@@ -18,15 +18,7 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
-from .._data import (
-    RowView,
-    SharedFeed,
-    iter_row_blocks,
-    make_feed,
-    rows_to_tensor,
-    stream_rows,
-    streams_from_source,
-)
+from .._data import SharedFeed, as_source, iter_row_blocks, make_feed, rows_to_tensor
 from .._engine import (
     _LOSSES,
     _PRECISIONS,
@@ -205,43 +197,37 @@ def _scorer(est, Y_val, sw_val):
     return score
 
 
-def _take(X, index: np.ndarray, sort: bool):
-    if sort:
-        view = X if isinstance(X, RowView) else RowView(X)
-        return view.subset(np.sort(index))
-    return X[index]
-
-
 def holdout_split(est, X, Y, sw, rng):
     """``(X, Y, sw)`` of the training part, then of the held-out part.
 
-    Data read from where it lives (a memory-mapped file, a lazy array-like)
-    is split into sorted :class:`~sknn_large._data.RowView` s instead of
-    copied, so memory stays bounded; the held-out rows are those an in-memory
-    split of the same data picks.
+    The ``X`` parts are :class:`~sknn_large._data.Source` s: data read from
+    where it lives (a memory-mapped file, a lazy array-like) is split into
+    sorted views instead of copied, so memory stays bounded, and holds out
+    the rows an in-memory split of the same data holds out.
     """
+    source = as_source(X)
     train, val = split_rows(est, Y, rng)
-    streamed = streams_from_source(X)
-    if streamed:
+    if source.streams:
         train, val = np.sort(train), np.sort(val)
     parts = []
     for index in (train, val):
         sw_part = None if sw is None else sw[index]
-        parts += [_take(X, index, streamed), Y[index], sw_part]
+        parts += [source.take(index), Y[index], sw_part]
     return tuple(parts)
 
 
 def _validation(est, X_val, Y_val, sw_val) -> Validation:
     """In memory, held-out rows move to the device once; else they stream."""
     device, dtype = est.device_, est._param_dtype[0]
-    if streams_from_source(X_val):
-        rows = stream_rows(X_val)
+    X = X_val.X
+    if X_val.streams:
+        rows = X_val.stream_rows()
 
         def blocks():
-            return iter_row_blocks(X_val, rows, device, dtype)
+            return iter_row_blocks(X, rows, device, dtype)
 
     else:
-        x = rows_to_tensor(X_val, 0, X_val.shape[0], device, dtype)
+        x = rows_to_tensor(X, 0, X.shape[0], device, dtype)
 
         def blocks():
             return iter([x])
@@ -255,7 +241,7 @@ def _early_stops(est, incremental: bool) -> bool:
 
 def single_member(est, X, Y, sw, rng, incremental, resume, hooks, verbose=None):
     """The member and the feed of a plain ``fit`` / ``partial_fit``."""
-    validation = None
+    validation, X = None, as_source(X)
     if _early_stops(est, incremental):
         X, Y, sw, *held_out = holdout_split(est, X, Y, sw, rng)
         validation = _validation(est, *held_out)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._data import StackFeed, as_tensor
+from .._data import StackFeed, as_source, as_tensor
 from .._engine import fit_members
 from .._engine._stack import module_to_flat
 from . import _hooks, _plan
@@ -34,6 +34,8 @@ def stackable(est, X) -> bool:
     from .._device import resolve_device
 
     if est.checkpoint or not isinstance(X, np.ndarray):
+        return False
+    if not as_source(X).resident:
         return False
     try:
         return resolve_device(est.device).type in ("cpu", "cuda")
