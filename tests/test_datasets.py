@@ -101,3 +101,21 @@ def test_unknown_name_is_a_key_error():
     # A typo in --datasets says which names exist.
     with pytest.raises(KeyError, match="hi_insurance"):
         _datasets.load("no_such_table")
+
+
+def test_bench_tabular_runs_on_a_tiny_subset(tmp_path, capsys):
+    # bench_tabular.py keeps producing its table and JSON (2 folds, 200 rows).
+    import json
+
+    import bench_tabular
+
+    out = tmp_path / "r.json"
+    bench_tabular.main(
+        "--datasets wage,oj_purchase --models sklearn_mlp,hgb,tabular_mlp"
+        f" --folds 2 --max-rows 200 --threads 1 --out {out}".split()
+    )
+    table = capsys.readouterr().out
+    assert table.startswith("CPU: ")
+    assert "| wage | reg | 200 × 9 |" in table
+    result = json.loads(out.read_text())
+    assert len(result["results"]["oj_purchase"]["hgb"]["scores"]) == 2
