@@ -10,8 +10,7 @@ from ._onnx import register_onnx_converters, to_onnx
 from ._persist import ModelFileError, load, save
 from ._plotting import TrainingCurveDisplay
 from ._regressor import LargeMLPRegressor
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "LargeMLPClassifier",
