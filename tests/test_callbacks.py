@@ -103,3 +103,22 @@ def test_works_without_sklearn_callback_api(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "(2,)" in out.stdout
+
+
+def test_callbacks_fire_for_every_member_of_a_stack(iris):
+    # A stacked fit (K = 3) reports each member's epochs to that member's own
+    # callbacks, and a callback can stop its member alone.
+    from sknn_large._estimator import fit_many
+
+    X, y = iris
+    recs = [_Recorder(), _Recorder(stop_after=2), _Recorder()]
+    ests = [
+        LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=4, random_state=i)
+        .set_callbacks(rec)
+        for i, rec in enumerate(recs)
+    ]
+    fitted = fit_many(ests, X, y)
+    assert [m.n_iter_ for m in fitted] == [4, 2, 4]
+    for rec, m in zip(recs, fitted, strict=True):
+        assert rec.events.count(("end", "epoch")) == m.n_iter_
+        assert rec.events[0] == ("setup", "fit") and rec.events[-1][0] == "teardown"

@@ -264,3 +264,17 @@ def test_warm_start_continues_member_early_stopping(iris_std):
     assert max(alone.validation_scores_[-alone.n_iter_ :]) <= max(
         alone.validation_scores_[: -alone.n_iter_]
     )
+
+
+def test_verbose_lines_name_their_member(iris_std, capsys):
+    # Stacked members print scikit-learn's verbose lines, prefixed with the
+    # member they belong to, as many as each member's epochs.
+    X, y = iris_std
+    ests = [_classifier(max_iter=3, verbose=2, random_state=i) for i in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_many(ests, X, y)
+    out = capsys.readouterr().out.splitlines()
+    for k in range(2):
+        mine = [line for line in out if line.startswith(f"[member {k}] Iteration")]
+        assert len(mine) == 3, out

@@ -11,6 +11,8 @@ callbacks and verbose lines fire as in a plain fit (prefixed with
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -18,6 +20,14 @@ from .._data import StackFeed, as_source, as_tensor
 from .._engine import fit_members
 from .._engine._stack import module_to_flat
 from . import _hooks, _plan
+
+try:  # scikit-learn >= 1.9: the scope that tears an estimator's callbacks down
+    from sklearn.callback._callback_support import callback_management_context
+except ImportError:  # older scikit-learn has no callbacks to tear down
+
+    def callback_management_context(estimator):
+        return contextlib.nullcontext()
+
 
 # Bytes the stacked members may take on the CPU when no budget is given.
 _CPU_BUDGET = 2 * 2**30
@@ -155,18 +165,22 @@ def fit_many(estimators, X, y, rows=None, sample_weight=None, *, budget=None):
     y = np.asarray(y)
     out: list = [None] * len(estimators)
     groups: dict[tuple, list[tuple[int, _Job]]] = {}
-    for i, (est, r) in enumerate(zip(estimators, rows, strict=True)):
-        if not stackable(est, X):
-            out[i] = _try(_fit_alone, est, X, y, r, sample_weight)
-            continue
-        label = f"[member {i}] " if len(estimators) > 1 else ""
-        job = _try(_Job, est, X, y, r, sample_weight, label)
-        if isinstance(job, Exception):
-            out[i] = job
-            continue
-        groups.setdefault(job.key, []).append((i, job))
-    for items in groups.values():
-        results = _train_group([j for _, j in items], X, budget)
-        for (i, _), res in zip(items, results, strict=True):
-            out[i] = res
+    # Each estimator's callbacks live from its set-up to the end of all
+    # training, as they live around its own fit.
+    with contextlib.ExitStack() as scopes:
+        for i, (est, r) in enumerate(zip(estimators, rows, strict=True)):
+            if not stackable(est, X):
+                out[i] = _try(_fit_alone, est, X, y, r, sample_weight)
+                continue
+            scopes.enter_context(callback_management_context(est))
+            label = f"[member {i}] " if len(estimators) > 1 else ""
+            job = _try(_Job, est, X, y, r, sample_weight, label)
+            if isinstance(job, Exception):
+                out[i] = job
+                continue
+            groups.setdefault(job.key, []).append((i, job))
+        for items in groups.values():
+            results = _train_group([j for _, j in items], X, budget)
+            for (i, _), res in zip(items, results, strict=True):
+                out[i] = res
     return out
