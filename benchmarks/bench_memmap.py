@@ -117,10 +117,10 @@ class _TimedFeed:
 
 def _time_epochs(marks: list) -> None:
     """Make the estimators' feeds report epoch times into ``marks``."""
-    import sknn_large._base as base
+    import sknn_large._estimator._plan as plan
 
-    make_feed = base.make_feed
-    base.make_feed = lambda *a, **k: _TimedFeed(make_feed(*a, **k), marks)
+    make_feed = plan.make_feed
+    plan.make_feed = lambda *a, **k: _TimedFeed(make_feed(*a, **k), marks)
 
 
 def child(args) -> None:

@@ -31,7 +31,7 @@ from sklearn.datasets import make_classification
 from sklearn.model_selection import GridSearchCV
 
 from sknn_large import LargeMLPClassifier
-from sknn_large._vectorized import fit_vectorized
+from sknn_large._estimator import fit_many
 from sknn_large.model_selection import VectorizedGridSearchCV
 
 
@@ -120,7 +120,7 @@ def bench_throughput(n_rows: int, epochs: int, device: str, counts) -> None:
     for k in counts:
         ests = [_estimator(device, epochs).set_params(random_state=i) for i in range(k)]
         start = time.perf_counter()
-        fit_vectorized(ests, X, y)
+        fit_many(ests, X, y)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
