@@ -1,0 +1,62 @@
+"""What this CPU does well: native bfloat16 or not, measured once."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import torch
+
+# Instruction-set flags (Linux /proc/cpuinfo names) that compute bf16 natively.
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the kernel lists them (empty if unknown)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def has_native_bf16() -> bool:
+    """Whether the CPU has bfloat16 arithmetic instructions."""
+    return any(flag in cpu_flags() for flag in _BF16_FLAGS)
+
+
+def _best_time(a: torch.Tensor, b: torch.Tensor, repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def bf16_matmul_slowdown(n: int = 256) -> float:
+    """Time of an ``n x n`` bfloat16 product over a float32 one, on one thread.
+
+    Measured once per process (a few milliseconds): it decides whether
+    ``precision="bfloat16"`` pays on this CPU, whatever its flags say.
+    """
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _best_time(a, b, 2)
+        fp32 = _best_time(a, b)
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        _best_time(a16, b16, 2)
+        bf16 = _best_time(a16, b16)
+    finally:
+        torch.set_num_threads(before)
+    return bf16 / fp32
