@@ -262,3 +262,46 @@ def test_zero_class_weight_is_allowed(iris):
     # A weight of 0 (leave a class out of the loss) is a legitimate choice.
     X, y = iris
     LargeMLPClassifier(class_weight={0: 0.0, 1: 1.0, 2: 2}, max_iter=2).fit(X, y)
+
+
+def test_bfloat16_on_a_cpu_without_it_warns_once(iris, monkeypatch):
+    # Where a bf16 product is measured slower than float32 (no avx512_bf16 /
+    # amx_bf16), an explicit precision="bfloat16" warns once per process with
+    # the measured ratio; "auto" never picks bf16 and never warns.
+    import warnings
+
+    from sknn_large._estimator import _plan
+
+    monkeypatch.setattr(_plan, "bf16_matmul_slowdown", lambda: 9.4)
+    monkeypatch.setattr(_plan, "has_native_bf16", lambda: False)
+    monkeypatch.setattr(_plan, "_warned_bf16", set())
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(4,), max_iter=2)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        auto = LargeMLPClassifier(**kw).fit(X, y)
+    assert auto._param_dtype[1] is None
+    assert not [w for w in seen if "bfloat16" in str(w.message)]
+    with pytest.warns(RuntimeWarning, match=r"no native bfloat16.*9\.4x"):
+        LargeMLPClassifier(precision="bfloat16", **kw).fit(X, y)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        LargeMLPClassifier(precision="bfloat16", **kw).fit(X, y)
+    assert not [w for w in seen if "bfloat16" in str(w.message)]
+
+
+def test_bfloat16_where_it_pays_does_not_warn(iris, monkeypatch):
+    # A CPU whose bf16 products are faster than float32 trains bf16 silently.
+    import warnings
+
+    from sknn_large._estimator import _plan
+
+    monkeypatch.setattr(_plan, "bf16_matmul_slowdown", lambda: 0.5)
+    monkeypatch.setattr(_plan, "_warned_bf16", set())
+    X, y = iris
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        LargeMLPClassifier(
+            hidden_layer_sizes=(4,), max_iter=2, precision="bfloat16"
+        ).fit(X, y)
+    assert not [w for w in seen if "bfloat16" in str(w.message)]
