@@ -814,6 +814,7 @@ def small_table(rows: list[dict[str, Any]], repeats: int) -> str:
         "sklearn s",
         "of which fit",
         "sknn_large / sklearn",
+        "fit CPU s sknn_large / sklearn",
         "score sknn_large / sklearn",
         "epochs sknn_large / sklearn",
     ]
@@ -828,6 +829,7 @@ def small_table(rows: list[dict[str, Any]], repeats: int) -> str:
                 fmt(b.get("case_s"), 3),
                 fmt(b.get("fit_s"), 3),
                 fmt(r.get("ratio")) + "x",
+                f"{fmt(a.get('fit_cpu_s'), 3)} / {fmt(b.get('fit_cpu_s'), 3)}",
                 f"{fmt(a.get('score'), 4)} / {fmt(b.get('score'), 4)}",
                 f"{a.get('n_iter')} / {b.get('n_iter')}",
             ]
@@ -1134,8 +1136,11 @@ def contention_section(
             return run_small("readme", lib, max_iter=2)["case_s"]
         return spawn(lib, ["readme"], threads=threads)[0]["case_s"]
 
+    loads: dict[str, list[float]] = {"quiet": [], "busy": []}
     for r in range(repeats):
         for cond in ("quiet", "busy") if r % 2 == 0 else ("busy", "quiet"):
+            # "Quiet" means without our competitor; other users' load shows here.
+            loads[cond].append(os.getloadavg()[0])
             with CompetingProcess(kind) if cond == "busy" else contextlib.nullcontext():
                 for case in main_cases:
                     record(
@@ -1143,7 +1148,7 @@ def contention_section(
                     )
                 for lib in ("sknn_large", "sklearn"):
                     record("readme", lib, cond, readme(lib))
-    out: dict[str, Any] = {"competitor": kind, "cases": {}}
+    out: dict[str, Any] = {"competitor": kind, "cases": {}, "load_before": loads}
     body = []
     for case in ("main", "readme"):
         m = {k[1:]: median(v) for k, v in times.items() if k[0] == case}
@@ -1192,6 +1197,8 @@ def contention_section(
         f"(medians of {repeats}; main case in this process with its torch threads,"
         " README case "
         + ("in this process, warm (quick)" if quick else "a fresh process per fit")
+        + "; load average before the quiet rounds "
+        + ", ".join(f"{x:.1f}" for x in loads["quiet"])
         + ")"
     )
     return out
@@ -1586,10 +1593,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sizes": asdict(sizes),
     }
     print(cpu_line(result["environment"]))
-    print(
-        "note: a shared machine's figures are provisional; load average at start"
-        f" {result['environment']['load_average_start']}"
-    )
+    load = result["environment"]["load_average_start"][0]
+    print(f"load average at start: {load:.2f} on {os.cpu_count()} cores")
+    if load > 0.5 * (os.cpu_count() or 1):
+        # Other runnable processes make multi-threaded fits spin and collapse
+        # (the contention case measures exactly that): say so up front.
+        print(
+            "WARNING: the machine is busy; fits with more than one thread can"
+            " slow many-fold and every figure below is provisional"
+        )
     data = make_data(sizes)
     if args.steps_only:
         args.cases = []
