@@ -231,7 +231,7 @@ def to_bytes(estimator) -> bytes:
 
 
 def _versions() -> dict[str, str]:
-    from . import __version__
+    from ._version import __version__
 
     return {
         "sknn_large": __version__,

@@ -294,6 +294,9 @@ class SharedFeed:
         first = members[0]
         k = len(members)
         for x, y, w in self.feed.batches(first.state.generator, first.cfg.shuffle):
+            if k == 1:
+                yield x[None], y[None], None if w is None else w[None], None
+                continue
             xs = x.unsqueeze(0).expand(k, *x.shape)
             ys = y.unsqueeze(0).expand(k, *y.shape)
             ws = None if w is None else w.unsqueeze(0).expand(k, *w.shape)

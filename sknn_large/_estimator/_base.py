@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight
 
 from .. import _checkpoint
+from .._checks import check_fit_range
 from .._device import check_device_spec
 from .._engine import _ACTIVATIONS, _PRECISIONS, _SOLVERS, fit_members
 from . import _hooks, _plan
@@ -220,13 +221,15 @@ class BaseLargeMLP(
         """Validate, encode and set the network up as ``fit`` does.
 
         Returns ``(X, Y, sample_weight, rng, resume payload or None, the
-        starting random state for checkpoints or None)``.
+        starting random state for checkpoints or None, the checkpoint
+        fingerprint or None)``.
         """
         self._check_params(incremental)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         sample_weight = self._sample_weight(sample_weight, X, Y)
         rng = self._random_generator()
-        resume = _hooks.checkpoint_to_resume(self, X, incremental)
+        fp = _hooks.fingerprint(self, X, Y, sample_weight)
+        resume = _hooks.checkpoint_to_resume(self, fp, incremental)
         if resume is not None:
             # Replaying the fit's starting random state rebuilds the same
             # initial network and early-stopping split as the interrupted run.
@@ -238,19 +241,20 @@ class BaseLargeMLP(
             _plan.continue_network(self)
         if resume is not None:
             _hooks.resume_from(self, resume)
-        return X, Y, sample_weight, rng, resume, rng_start
+        check_fit_range(self._param_dtype[0], X, Y, sample_weight)
+        return X, Y, sample_weight, rng, resume, rng_start, fp
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         first_pass = not hasattr(self, "module_") or (
             not self.warm_start and not incremental
         )
         y_in = y
-        X, Y, sample_weight, rng, resume, rng_start = self._prepare_fit(
+        X, Y, sample_weight, rng, resume, rng_start, fp = self._prepare_fit(
             X, y, sample_weight, incremental, first_pass
         )
         ctx = _hooks.begin_callbacks(self, X, y_in, incremental)
         bar = _hooks.progress_bar(self, incremental)
-        hooks = _hooks.epoch_hooks(self, X, ctx, incremental, rng_start, bar)
+        hooks = _hooks.epoch_hooks(self, fp, ctx, incremental, rng_start, bar)
         try:
             member, feed = _plan.single_member(
                 self,

@@ -9,50 +9,33 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from pathlib import Path
-
-import numpy as np
 
 from .. import _checkpoint, _progress
 from .._engine import STOCHASTIC
 
 _log = logging.getLogger("sknn_large")
 
-# Parameters a checkpoint may be resumed across: they do not change the steps.
-_FREE_PARAMS = frozenset(
-    {
-        "verbose",
-        "max_iter",
-        "checkpoint",
-        "checkpoint_every",
-        "warm_start",
-        "cuda_graphs",  # replays the same steps: resuming either way is exact
-    }
-)
-
-
 # ------------------------------------------------------------ checkpoints
 
 
-def fingerprint(est, X) -> str:
-    """What must match for a checkpoint to resume this fit."""
-    params = {k: v for k, v in est.get_params().items() if k not in _FREE_PARAMS}
-    classes = getattr(est, "classes_", None)
-    classes = None if classes is None else np.asarray(classes).tolist()
-    return repr((sorted(params.items(), key=str), X.shape, classes))
+def fingerprint(est, X, Y, sample_weight) -> str | None:
+    """What must match for a checkpoint to resume this fit (None: no checkpoint).
 
-
-def checkpoint_to_resume(est, X, incremental: bool) -> dict | None:
-    """The checkpoint this fit resumes from, or None."""
-    if not est.checkpoint or incremental or not Path(est.checkpoint).exists():
+    Parameters and data alike (see :func:`~sknn_large._checkpoint.fingerprint`);
+    computed once per fit, before the network is built, so a ``RandomState``
+    is hashed in the state the fit starts from.
+    """
+    if not est.checkpoint:
         return None
-    payload = _checkpoint.read(est.checkpoint)
-    if payload["fingerprint"] != fingerprint(est, X):
-        raise ValueError(
-            f"The checkpoint {os.fspath(est.checkpoint)!r} was written by a fit "
-            "with other parameters or data; delete it or choose another path."
-        )
-    return payload
+    classes = getattr(est, "classes_", None)
+    return _checkpoint.fingerprint(est.get_params(), X, Y, sample_weight, classes)
+
+
+def checkpoint_to_resume(est, fp: str | None, incremental: bool) -> dict | None:
+    """The checkpoint this fit resumes from, or None."""
+    if fp is None or incremental:
+        return None
+    return _checkpoint.load_for_resume(est.checkpoint, fp)
 
 
 def resume_from(est, payload: dict) -> None:
@@ -140,13 +123,15 @@ def progress_bar(est, incremental: bool, stacked: bool = False):
     return _progress.EpochProgress(est.max_iter)
 
 
-def epoch_hooks(est, X, ctx, incremental: bool, rng_start, bar):
+def epoch_hooks(est, fp, ctx, incremental: bool, rng_start, bar):
     """The (begin, end) engine hooks of one member's training call."""
     ends = []
-    if est.checkpoint and not incremental:
-        ends.append(_checkpoint_hook(est, fingerprint(est, X), rng_start))
+    if fp is not None and not incremental:
+        ends.append(_checkpoint_hook(est, fp, rng_start))
     begin = None
-    if ctx is not None:
+    # Epoch subtasks only when a callback listens: publishing each epoch's
+    # weights for it costs a copy per epoch, a lot beside a tiny network's.
+    if ctx is not None and getattr(est, "_skl_callbacks", None):
         begin, end = _callback_hooks(est, ctx)
         ends.append(end)
     if bar is not None:

@@ -18,6 +18,7 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
+from .. import _progress
 from .._data import SharedFeed, as_source, iter_row_blocks, make_feed, rows_to_tensor
 from .._engine import (
     _LOSSES,
@@ -381,6 +382,7 @@ def publish_weights(est) -> None:
 
 def report(est, state: TrainState, cfg: TrainConfig, incremental: bool) -> None:
     """Warn or raise as scikit-learn's MLP does about how training ended."""
+    _progress.end_line()  # a warning must not continue a progress bar's line
     if state.interrupted:
         warnings.warn("Training interrupted by user.", stacklevel=3)
     if state.diverged and not (cfg.early_stopping and state.best_params):

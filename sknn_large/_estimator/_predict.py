@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import torch
 
+from .._checks import check_predict_range
 from .._data import iter_row_blocks
 from .._engine import threads_for
 from .._engine._network import _OUT_ACTIVATIONS
@@ -32,6 +33,7 @@ class PredictMixin:
             reset=False,
         )
         param = next(self.module_.parameters())
+        check_predict_range(param.dtype, X)
         self.module_.eval()
         block = _PREDICT_ROWS.get(param.device.type, _PREDICT_ROWS_ACCELERATOR)
         rows = min(X.shape[0], block)

@@ -81,9 +81,9 @@ class _Job:
         self.est = est
         sw = None if sample_weight is None else sample_weight[rows]
         est._validate_params()
-        Xv, Y, sw, rng, _, _ = est._prepare_fit(X[rows], y[rows], sw, False, True)
+        Xv, Y, sw, rng, _, _, _ = est._prepare_fit(X[rows], y[rows], sw, False, True)
         self.ctx = _hooks.begin_callbacks(est, Xv, y[rows], False)
-        hooks = _hooks.epoch_hooks(est, Xv, self.ctx, False, None, None)
+        hooks = _hooks.epoch_hooks(est, None, self.ctx, False, None, None)
         self.member = _plan.stacked_member(est, rows, Y, sw, rng, hooks, label)
         self.key = _plan.stack_key(est, self.member)
         self.rows, self.targets = rows, _plan.engine_targets(est, Y)
