@@ -225,7 +225,7 @@ def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
     parameters and buffers.
     """
     st, h = tr.stack, tr.hyper
-    if tr.scalars is not None and isinstance(n, float):
+    if tr.scalars is not None and (counts is None or bool(counts[0] > 0)):
         return _apply_one(tr, n)
     w, gw = st.theta[:, : st.n_weights], st.grad[:, : st.n_weights]
     pen = torch.zeros(st.k, device=w.device, dtype=w.dtype)
@@ -250,18 +250,26 @@ def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
     return pen / (n if isinstance(n, float) else n[:, 0])
 
 
-def _apply_one(tr: _Trainer, n: float) -> torch.Tensor:
-    """:func:`apply_step` for a single unweighted member, in single passes."""
+def _apply_one(tr: _Trainer, n) -> torch.Tensor:
+    """:func:`apply_step` for a single member, in single passes.
+
+    ``n`` is the batch size (a float) or its weight sum (a ``(1, 1)`` tensor).
+    """
     st, s = tr.stack, tr.scalars
     theta, grad = st.theta[0], st.grad[0]
     w, gw = theta[: st.n_weights], grad[: st.n_weights]
     pen = torch.zeros((), device=w.device, dtype=w.dtype)
+    if not isinstance(n, float):
+        n = n[0, 0]
     if s["l2"] > 0:
         pen = pen + (0.5 * s["l2"]) * torch.dot(w, w)
-        gw.add_(w, alpha=s["l2"] / n)
+        if isinstance(n, float):
+            gw.add_(w, alpha=s["l2"] / n)
+        else:
+            gw.add_(w * (s["l2"] / n))
     if s["l1"] > 0:
         pen = pen + s["l1"] * w.abs().sum()
-        gw.add_(w.sign(), alpha=s["l1"] / n)
+        gw.add_(w.sign() * (s["l1"] / n))
     step = tr.hyper["step"]
     step.add_(1.0)
     if tr.solver.fused is None:
