@@ -18,7 +18,7 @@ from sklearn.utils.validation import _check_sample_weight
 from .. import _checkpoint
 from .._checks import check_fit_range
 from .._device import check_device_spec
-from .._engine import _ACTIVATIONS, _PRECISIONS, _SOLVERS, fit_members
+from .._engine import _ACTIVATIONS, _LOSSES, _PRECISIONS, _SOLVERS, fit_members
 from . import _hooks, _plan
 from ._inputs import hidden_sizes
 from ._predict import PredictMixin
@@ -296,7 +296,45 @@ class BaseLargeMLP(
         self._finish_member(member)
 
     def _publish_weights(self) -> None:
-        """``coefs_`` / ``intercepts_`` from ``module_`` (after a load)."""
+        # Kept only until persistence moves to __sknn_restore__.
+        _plan.publish_weights(self)
+
+    # --------------------------------------------- the model-file protocol
+
+    def __sknn_state__(self) -> dict:
+        """The fitted state a model file stores (tensors on the CPU).
+
+        With :meth:`__sknn_restore__`, the only way persistence reaches an
+        estimator's internals: like ``__getstate__``/``__setstate__`` for
+        pickle, it hands over a plain dict.
+
+        Returns
+        -------
+        dict
+            Attribute name -> value, as ``__getstate__`` gives them.
+        """
+        return self.__getstate__()
+
+    def __sknn_restore__(self, attributes: dict) -> None:
+        """Adopt a state read from a model file, checking it fits the parameters.
+
+        Parameters
+        ----------
+        attributes : dict
+            What :meth:`__sknn_state__` returned, ``module_`` included (on the
+            CPU); ``coefs_``/``intercepts_`` are derived from it here.
+
+        Raises
+        ------
+        ValueError
+            If the parameters are invalid or the state contradicts them.
+        """
+        self._validate_params()
+        self._check_params(incremental=False)
+        vars(self).update(attributes)
+        loss = _LOSSES[self._loss_name()]
+        if self.out_activation_ != loss.out_activation:
+            raise ValueError("the output activation does not match the loss")
         _plan.publish_weights(self)
 
     def _finish_member(self, member) -> None:
