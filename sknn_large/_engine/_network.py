@@ -61,6 +61,20 @@ _OUT_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+class _Linear(nn.Linear):
+    """``nn.Linear`` that leaves its parameters uninitialised.
+
+    torch's default initialisation would draw from (and advance) the caller's
+    global RNG only to be overwritten by :func:`init_glorot_`. Building on the
+    meta device and moving with ``to_empty`` avoids that too, but its first
+    use imports torch's symbolic-shape machinery (sympy): half a second of a
+    small first fit.
+    """
+
+    def reset_parameters(self) -> None:
+        return None
+
+
 def build_mlp(
     n_in: int,
     hidden_layer_sizes: Sequence[int],
@@ -68,19 +82,23 @@ def build_mlp(
     *,
     activation: str,
     dropout: float,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Sequential:
     """Build ``Linear -> activation [-> Dropout]`` blocks followed by a linear head.
 
-    Parameters are left uninitialised here; see :func:`init_glorot_`.
+    Parameters are allocated on ``device`` in ``dtype`` but left
+    uninitialised here; see :func:`init_glorot_`.
     """
     layers: list[nn.Module] = []
     widths = [n_in, *hidden_layer_sizes]
+    where = dict(device=device, dtype=dtype)
     for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=False):
-        layers.append(nn.Linear(fan_in, fan_out))
+        layers.append(_Linear(fan_in, fan_out, **where))
         layers.append(_ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(widths[-1], n_out))
+    layers.append(_Linear(widths[-1], n_out, **where))
     return nn.Sequential(*layers)
 
 

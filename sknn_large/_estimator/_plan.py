@@ -106,18 +106,16 @@ def new_network(est, X, Y, rng: np.random.RandomState) -> None:
     est.n_outputs_ = Y.shape[1]
     est.out_activation_ = _LOSSES[est._loss_name()].out_activation
     sizes = hidden_sizes(est.hidden_layer_sizes)
-    # Built on the meta device: torch's own default initialisation would
-    # draw from (and advance) the caller's global RNG, and be overwritten.
-    with torch.device("meta"):
-        module = build_mlp(
-            X.shape[1],
-            sizes,
-            est.n_outputs_,
-            activation=est.activation,
-            dropout=est.dropout,
-        )
-    # Allocate in the final dtype so float64 draws are not rounded to float32.
-    module = module.to_empty(device=est.device_).to(est._param_dtype[0])
+    # Allocated in the final dtype so float64 draws are not rounded to float32.
+    module = build_mlp(
+        X.shape[1],
+        sizes,
+        est.n_outputs_,
+        activation=est.activation,
+        dropout=est.dropout,
+        device=est.device_,
+        dtype=est._param_dtype[0],
+    )
     init_glorot_(module, est.activation, rng)
     # Shuffling and dropout draw from torch; seed them from the same source.
     seed = int(rng.randint(np.iinfo(np.int32).max))
