@@ -5,6 +5,7 @@
 :class:`sklearn.neural_network.MLPRegressor` that train on CUDA when available.
 """
 
+from ._checkpoint import CheckpointError
 from ._classifier import LargeMLPClassifier
 from ._onnx import register_onnx_converters, to_onnx
 from ._persist import ModelFileError, load, save
@@ -13,6 +14,7 @@ from ._regressor import LargeMLPRegressor
 from ._version import __version__
 
 __all__ = [
+    "CheckpointError",
     "LargeMLPClassifier",
     "LargeMLPRegressor",
     "ModelFileError",
