@@ -41,6 +41,7 @@ import torch
 
 from . import _sources
 from ._sources import (
+    SPARSE,
     _host_block,
     _to_device,
     _will_read_rows,
@@ -50,6 +51,9 @@ from ._sources import (
 )
 
 Batch = tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]
+
+# Sparse input whose dense form stays under this many bytes trains resident.
+_SPARSE_RESIDENT_BYTES = 256 * 2**20
 
 
 def _prefetched(
@@ -226,9 +230,10 @@ def make_feed(
 ):
     """Pick the resident feed when the data fits the budget, else stream it.
 
-    In-memory arrays within the budget become a :class:`ResidentFeed`.
-    Memory-mapped arrays (even when they would fit), sparse matrices and
-    anything larger than the budget are streamed by a :class:`StreamFeed` in
+    In-memory arrays within the budget become a :class:`ResidentFeed`, and so
+    do sparse matrices whose dense form is under 256 MiB (and the budget).
+    Memory-mapped arrays (even when they would fit), larger sparse matrices
+    and anything larger than the budget are streamed by a :class:`StreamFeed` in
     chunks of at most ``min(budget_bytes, 64 MiB)``.
 
     Parameters
@@ -252,8 +257,13 @@ def make_feed(
     )
     source = as_source(X)
     X = source.X
-    if source.resident and X.shape[0] * row_bytes <= budget:
+    dense_bytes = X.shape[0] * row_bytes
+    if source.resident and dense_bytes <= budget:
         return ResidentFeed(X, y, sample_weight, **common)
+    if source.kind == SPARSE and dense_bytes <= min(budget, _SPARSE_RESIDENT_BYTES):
+        # Densified once: streaming re-densifies a chunk per pass, which
+        # costs L-BFGS (thousands of passes) far more than the memory.
+        return ResidentFeed(X.toarray(), y, sample_weight, **common)
     chunk_bytes = min(budget, _sources._DEFAULT_CHUNK_BYTES)
     return StreamFeed(
         X, y, sample_weight, chunk_rows=int(chunk_bytes // row_bytes), **common
