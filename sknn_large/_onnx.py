@@ -125,7 +125,9 @@ def register_onnx_converters() -> None:
 
 
 def _is_multilabel(est) -> bool:
-    return est._label_binarizer.y_type_.startswith("multilabel")
+    # Binary targets have one logistic output, multiclass softmax outputs:
+    # several logistic outputs are a multilabel indicator.
+    return est.out_activation_ == "logistic" and est.n_outputs_ > 1
 
 
 def _labels(scope, est) -> np.ndarray:

@@ -143,6 +143,16 @@ def _private_estimator_names() -> set[str]:
         "sknn_large.model_selection._search",
         "sknn_large.model_selection._folds",
         "sknn_large._checkpoint",
+        "sknn_large._checkpoint._file",
+        "sknn_large._checkpoint._validate",
+        "sknn_large._checkpoint._fingerprint",
+        "sknn_large._persist",
+        "sknn_large._persist._save",
+        "sknn_large._persist._restore",
+        "sknn_large._persist._schema",
+        "sknn_large._persist._codec",
+        "sknn_large._persist._format",
+        "sknn_large._onnx",
     ],
 )
 def test_layers_on_top_use_no_private_estimator_members(module):

@@ -396,12 +396,14 @@ def test_fingerprint_is_the_same_on_any_number_of_threads(monkeypatch):
     # depend on whether, or on how many threads, it was.
     X = np.random.RandomState(0).rand(30_000, 40)
     y = np.zeros(len(X))
-    monkeypatch.setattr(_checkpoint, "_PARALLEL_BYTES", 2**62)
+    from sknn_large._checkpoint import _fingerprint
+
+    monkeypatch.setattr(_fingerprint, "_PARALLEL_BYTES", 2**62)
     alone = _fp(X, y, classes=None)
-    monkeypatch.setattr(_checkpoint, "_PARALLEL_BYTES", 0)
-    monkeypatch.setattr(_checkpoint.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(_fingerprint, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(_fingerprint.os, "cpu_count", lambda: 3)
     assert _fp(X, y, classes=None) == alone
-    monkeypatch.setattr(_checkpoint.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(_fingerprint.os, "cpu_count", lambda: 8)
     assert _fp(np.asfortranarray(X), y, classes=None) == alone
 
 

@@ -486,6 +486,18 @@ def test_load_onto_gpu(iris, tmp_path):
     np.testing.assert_allclose(gpu.predict_proba(X), est.predict_proba(X), atol=1e-6)
 
 
+@pytest.mark.cuda
+def test_save_leaves_a_cuda_model_where_it_is(iris, tmp_path):
+    # Saving reads the estimator's state (__sknn_state__); the network and the
+    # training state it keeps stay on the GPU, the same objects as before.
+    X, y = iris
+    est = _fit(LargeMLPClassifier(**{**SMALL, "device": "cuda"}), X, y)
+    module, state = est.module_, est._state
+    save(est, tmp_path / "m")
+    assert est.module_ is module and next(est.module_.parameters()).is_cuda
+    assert est._state is state
+
+
 def test_public_save_round_trips(tmp_path):
     # sknn_large.save(est, path) and sknn_large.load(path) are the public pair.
     from sklearn.datasets import load_iris

@@ -295,10 +295,6 @@ class BaseLargeMLP(
             ) from exc
         self._finish_member(member)
 
-    def _publish_weights(self) -> None:
-        # Kept only until persistence moves to __sknn_restore__.
-        _plan.publish_weights(self)
-
     # --------------------------------------------- the model-file protocol
 
     def __sknn_state__(self) -> dict:

@@ -1,0 +1,299 @@
+"""JSON codec for parameters and fitted attributes: a fixed set of types."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+
+import numpy as np
+import torch
+from sklearn.preprocessing import LabelBinarizer
+
+from .._engine import TrainState
+from ._errors import _as_dict, _corrupt, _str
+
+_TORCH_FLOATS = {
+    str(dt).removeprefix("torch."): dt
+    for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+}
+# Array dtype kinds a file may hold in JSON: bool, ints, floats, str, object.
+_ARRAY_KINDS = "biufUO"
+# Decoding may allocate at most this many bytes per byte of the file, in all:
+# JSON spends at least two characters per number, so every legitimate array
+# costs far less, and a crafted dtype such as '<U50000000' is refused up front.
+_ALLOCATION_FACTOR = 4
+_LABEL_BINARIZER_FIELDS = {
+    "neg_label",
+    "pos_label",
+    "sparse_output",
+    "y_type_",
+    "sparse_input_",
+    "classes_",
+}
+_DEVICE_TEXT = re.compile(r"(cpu|mps|cuda)(:[0-9]{1,4})?")
+
+
+class _Encoder:
+    """Python values to JSON; tensors are set aside and named by reference.
+
+    Plain dicts keep their form when every key is a string not starting with
+    ``__``; everything else is a one-key object whose key is a ``__tag__``.
+    """
+
+    def __init__(self):
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def __call__(self, obj):
+        if isinstance(obj, np.generic):
+            return {"__scalar__": [obj.dtype.str, obj.item()]}
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        if isinstance(obj, list):
+            return [self(v) for v in obj]
+        if isinstance(obj, tuple):
+            return {"__tuple__": [self(v) for v in obj]}
+        if isinstance(obj, dict):
+            if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+                return {k: self(v) for k, v in obj.items()}
+            return {"__dict__": [[self(k), self(v)] for k, v in obj.items()]}
+        return self._tagged(obj)
+
+    def _tagged(self, obj):
+        if isinstance(obj, torch.Tensor):
+            name = f"state.{len(self.tensors)}"
+            self.tensors[name] = obj.detach().cpu().contiguous()
+            return {"__tensor__": name}
+        if isinstance(obj, np.ndarray):
+            return {"__ndarray__": [obj.dtype.str, list(obj.shape), self(obj.tolist())]}
+        if isinstance(obj, torch.dtype):
+            return {"__torch_dtype__": str(obj).removeprefix("torch.")}
+        if isinstance(obj, np.dtype):
+            return {"__numpy_dtype__": obj.str}
+        if isinstance(obj, torch.device):
+            return {"__device__": str(obj)}
+        if isinstance(obj, torch.Generator):
+            return {"__generator__": self(obj.get_state())}
+        if isinstance(obj, np.random.RandomState):
+            return {"__random_state__": self(obj.get_state(legacy=True))}
+        if isinstance(obj, TrainState):
+            return {"__train_state__": self(_dataclass_dict(obj))}
+        if isinstance(obj, LabelBinarizer):
+            return {"__label_binarizer__": self(vars(obj))}
+        raise TypeError(f"A model file cannot hold a {type(obj).__name__}: {obj!r}")
+
+
+def _dataclass_dict(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+class _Decoder:
+    """JSON back to the fixed set of types :class:`_Encoder` writes.
+
+    Everything it allocates beyond the parsed JSON itself (arrays) is charged
+    to ``budget`` bytes, checked before the allocation: a file cannot make it
+    allocate more than a small multiple of its own size.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], budget: int):
+        self.tensors = tensors
+        self.used: set[str] = set()
+        self.budget = budget
+        self._allowed = None  # tags allowed in the value being decoded
+        self._kinds = _ARRAY_KINDS  # array dtype kinds allowed there
+        self._tags = {
+            "__scalar__": self._scalar,
+            "__tuple__": lambda v: tuple(self._list(v)),
+            "__dict__": self._dict,
+            "__tensor__": self._tensor,
+            "__ndarray__": self._ndarray,
+            "__torch_dtype__": self._torch_dtype,
+            "__numpy_dtype__": self._numpy_dtype,
+            "__device__": self._device,
+            "__generator__": self._generator,
+            "__random_state__": self._random_state,
+            "__train_state__": self._train_state,
+            "__label_binarizer__": self._label_binarizer,
+        }
+
+    def __call__(self, obj, *, tags=None, kinds=None):
+        """Decode ``obj``, allowing only ``tags`` and array dtype ``kinds``."""
+        saved = self._allowed, self._kinds
+        self._allowed = tags if tags is not None else self._allowed
+        self._kinds = kinds if kinds is not None else self._kinds
+        try:
+            return self._decode(obj)
+        finally:
+            self._allowed, self._kinds = saved
+
+    def _decode(self, obj):
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        if isinstance(obj, list):
+            return [self._decode(v) for v in obj]
+        if not isinstance(obj, dict):
+            raise _corrupt(f"unexpected {type(obj).__name__}.")
+        tags = [k for k in obj if k.startswith("__")]
+        if not tags:
+            return {k: self._decode(v) for k, v in obj.items()}
+        tag = tags[0]
+        if (
+            len(obj) != 1
+            or tag not in self._tags
+            or (self._allowed is not None and tag not in self._allowed)
+        ):
+            raise _corrupt(f"unexpected entry {sorted(obj)[:5]}.")
+        return self._tags[tag](obj[tag])
+
+    def _charge(self, nbytes: int) -> None:
+        if nbytes > self.budget:
+            raise _corrupt(
+                f"it asks for {nbytes} bytes, more than its size can justify."
+            )
+        self.budget -= nbytes
+
+    def _list(self, value) -> list:
+        if not isinstance(value, list):
+            raise _corrupt(f"expected a list, got a {type(value).__name__}.")
+        return [self._decode(v) for v in value]
+
+    def _dict(self, pairs) -> dict:
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 for p in pairs
+        ):
+            raise _corrupt("a mapping is malformed.")
+        out = {}
+        for key, value in pairs:
+            key = self._decode(key)
+            if not isinstance(key, (bool, int, float, str, np.generic, tuple)):
+                raise _corrupt("a mapping has a key that is not a scalar.")
+            out[key] = self._decode(value)
+        return out
+
+    def _tensor(self, name) -> torch.Tensor:
+        if not isinstance(name, str) or name not in self.tensors:
+            raise _corrupt(f"no tensor named {str(name)[:80]!r}.")
+        self.used.add(name)
+        return self.tensors[name]
+
+    def _scalar(self, value):
+        dtype_str, item = self._pair(value)
+        dtype = self._array_dtype(dtype_str)
+        if dtype.kind == "O" or not isinstance(item, (bool, int, float, str)):
+            raise _corrupt("a scalar is malformed.")
+        return dtype.type(item)
+
+    @staticmethod
+    def _pair(value) -> list:
+        if not isinstance(value, list) or len(value) != 2:
+            raise _corrupt("a tagged value is malformed.")
+        return value
+
+    def _ndarray(self, value) -> np.ndarray:
+        if not isinstance(value, list) or len(value) != 3:
+            raise _corrupt("an array is malformed.")
+        dtype_str, shape, values = value
+        dtype = self._array_dtype(dtype_str)
+        # One dimension: every array a fitted model holds is a list of labels,
+        # names or keys.
+        if not (
+            isinstance(values, list)
+            and isinstance(shape, list)
+            and shape == [len(values)]
+            and all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
+        ):
+            raise _corrupt("an array is malformed.")
+        if dtype.kind == "U":
+            # A string dtype wider than its longest value is a request for
+            # memory, not a label: '<U536870911' asks for 2 GiB per element.
+            longest = max([len(v) for v in values if isinstance(v, str)] or [0])
+            if dtype.itemsize // 4 > max(1, longest):
+                raise _corrupt(
+                    f"an array's dtype {dtype.str!r} is wider than its values."
+                )
+        self._charge(len(values) * (8 if dtype.kind == "O" else dtype.itemsize))
+        if dtype.kind == "O":
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+        return np.array(values, dtype=dtype)
+
+    def _array_dtype(self, dtype_str) -> np.dtype:
+        text = _str(dtype_str)
+        # Only the plain forms '<i8', '|b1', '<U12', '|O': no structured,
+        # sub-array or exotic dtypes, and no widths numpy would reject.
+        if not re.fullmatch(r"[<>|=]?[biufUO][0-9]{0,10}", text):
+            raise _corrupt(f"dtype {text[:40]!r}.")
+        try:
+            dtype = np.dtype(text)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _corrupt(f"dtype {text[:40]!r}.") from exc
+        if dtype.kind not in self._kinds or (
+            dtype.kind in "biuf" and dtype.itemsize > 8
+        ):
+            raise _corrupt(f"dtype {text[:40]!r}.")
+        return dtype
+
+    @staticmethod
+    def _torch_dtype(value) -> torch.dtype:
+        if not isinstance(value, str) or value not in _TORCH_FLOATS:
+            raise _corrupt(f"torch dtype {str(value)[:40]!r}.")
+        return _TORCH_FLOATS[value]
+
+    @staticmethod
+    def _numpy_dtype(value) -> np.dtype:
+        if value not in ("<f4", "<f8", ">f4", ">f8", "=f4", "=f8"):
+            raise _corrupt(f"output dtype {str(value)[:40]!r}.")
+        return np.dtype(value)
+
+    @staticmethod
+    def _device(value) -> torch.device:
+        if not isinstance(value, str) or not _DEVICE_TEXT.fullmatch(value):
+            raise _corrupt(f"device {str(value)[:40]!r}.")
+        return torch.device(value)
+
+    def _generator(self, value) -> torch.Generator:
+        state = self._decode(value)
+        if not (
+            isinstance(state, torch.Tensor)
+            and state.dtype == torch.uint8
+            and state.ndim == 1
+        ):
+            raise _corrupt("a generator state is not a byte tensor.")
+        generator = torch.Generator()
+        generator.set_state(state)
+        return generator
+
+    def _random_state(self, value) -> np.random.RandomState:
+        state = self._decode(value)
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 5
+            and state[0] == "MT19937"
+            and isinstance(state[1], np.ndarray)
+            and state[1].shape == (624,)
+        ):
+            raise _corrupt("a random state is malformed.")
+        rs = np.random.RandomState()
+        rs.set_state(state)
+        return rs
+
+    def _train_state(self, value) -> TrainState:
+        kwargs = _as_dict(self._decode(value), "the training state")
+        # Fields added to TrainState later take their defaults in older files.
+        names = {f.name for f in fields(TrainState)}
+        if not set(kwargs) <= names or "generator" not in kwargs:
+            raise _corrupt("the training state is malformed.")
+        return TrainState(**kwargs)
+
+    def _label_binarizer(self, value) -> LabelBinarizer:
+        attrs = _as_dict(self._decode(value), "the label encoder")
+        if set(attrs) != _LABEL_BINARIZER_FIELDS:
+            raise _corrupt("the label encoder is malformed.")
+        lb = LabelBinarizer(
+            neg_label=attrs["neg_label"],
+            pos_label=attrs["pos_label"],
+            sparse_output=attrs["sparse_output"],
+        )
+        lb._validate_params()
+        vars(lb).update(attrs)
+        return lb
