@@ -131,6 +131,7 @@ def _private_estimator_names() -> set[str]:
             if klass.__module__.startswith("sknn_large"):
                 names |= {n for n in vars(klass) if n.startswith("_")}
     names |= {"_state", "_param_dtype", "_output_dtype", "_no_improvement_count"}
+    names |= {"_label_binarizer"}
     # scikit-learn's own developer API, which every estimator shares.
     names -= {"_parameter_constraints", "_validate_params"}
     return {n for n in names if not n.startswith("__")}

@@ -55,7 +55,7 @@ class PredictMixin:
 
     def __getstate__(self):
         # Tensors travel on the CPU so a CUDA-trained model loads anywhere.
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # never edit the live __dict__
         module = state.get("module_")
         if module is not None and next(module.parameters()).device.type != "cpu":
             state["module_"] = copy.deepcopy(module).cpu()
