@@ -126,3 +126,31 @@ def test_autograd_path_serves_activations_without_a_hand_derivative():
     # autograd; the hand path's registry is a subset of the public one.
     assert set(_HAND_ACTIVATIONS) <= set(_ACTIVATIONS)
     assert {"gelu", "silu"} <= set(_ACTIVATIONS) - set(_HAND_ACTIVATIONS)
+
+
+def test_training_uses_only_cores_no_other_process_is_busy_on(monkeypatch):
+    # Spinning OpenMP workers collapse a fit when another process holds a
+    # core: a training call takes the idle cores only (one thread for tiny
+    # steps), and gives torch's thread count back afterwards.
+    from sknn_large._engine import _threads
+
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    monkeypatch.setattr(_threads, "_runnable_others", lambda: 1)
+    with _threads.training_threads(1e9, cpu):
+        pass
+    monkeypatch.setattr(_threads, "_runnable_others", lambda: 0)
+    with _threads.training_threads(1e9, cpu):
+        pass
+    with _threads.training_threads(1e3, cpu):
+        pass
+    monkeypatch.setattr(_threads, "_runnable_others", lambda: 9)
+    with _threads.training_threads(1e9, cpu):
+        pass
+    # busy core: 3 then back to 4; idle: untouched; tiny: 1; all busy: 1.
+    assert seen == [3, 4, 1, 4, 1, 4]
+    assert before >= 1

@@ -28,7 +28,7 @@ from ._network import _HAND_ACTIVATIONS
 from ._optstate import from_torch_state, to_torch_state
 from ._solvers import _SOLVERS, lr_after_epoch, member_hyper
 from ._stack import ParamStack, flat_to_module
-from ._threads import single_threaded_below
+from ._threads import training_threads
 
 EpochEnd = Callable[[nn.Module, TrainState], "bool | None"]
 
@@ -506,7 +506,7 @@ def train(members: list[Member], feed) -> None:
     tr.keep([not d for d in done])
     step = _step_function(tr, members[0].cfg)
     work = len(members) * members[0].cfg.batch_size * tr.stack.n_params
-    with single_threaded_below(work, param.device):
+    with training_threads(work, param.device):
         try:
             while tr.members:
                 _epoch(tr, step, feed)
