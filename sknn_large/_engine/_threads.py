@@ -28,14 +28,27 @@ _SMALL_WORK = 1e7
 _SAMPLES = 3
 
 
+def _own_runnable() -> int:
+    """Runnable threads of this process (its OpenMP workers spin runnable)."""
+    count = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            # The state follows the parenthesised command name.
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        count += state == "R"
+    return max(1, count)
+
+
 def _runnable_others() -> int | None:
-    """Runnable tasks on the machine besides this one (None if unknown)."""
+    """Runnable tasks on the machine outside this process (None if unknown)."""
     try:
         fields = Path("/proc/loadavg").read_text().split()
     except OSError:
         return None
     running = int(fields[3].split("/")[0])
-    return max(0, running - 1)
+    return max(0, running - _own_runnable())
 
 
 def idle_cores(limit: int) -> int:
