@@ -163,7 +163,7 @@ def test_memory_budget_chunks_members_without_changing_results(iris_std):
 def test_max_members_follows_budget(iris_std):
     # The member count per stack scales with the memory budget.
     X, y = iris_std
-    job = _Job(_classifier(random_state=0), X, y, np.arange(150), None, "")
+    job = _Job(_classifier(random_state=0), X, y, np.arange(150), None, "", None)
     cpu = torch.device("cpu")
     small = max_members([job.member], cpu, torch.float64, budget=1e6)
     large = max_members([job.member], cpu, torch.float64, budget=1e8)
@@ -278,3 +278,21 @@ def test_verbose_lines_name_their_member(iris_std, capsys):
     for k in range(2):
         mine = [line for line in out if line.startswith(f"[member {k}] Iteration")]
         assert len(mine) == 3, out
+
+
+def test_stacked_fit_shares_one_progress_bar(iris_std, capsys, monkeypatch):
+    # verbose=1 in a terminal: one live bar for the whole stack, following the
+    # leading member up to the longest run; no per-member iteration lines.
+    from sknn_large import _progress
+
+    monkeypatch.setattr(_progress, "interactive", lambda: True)
+    X, y = iris_std
+    ests = [_classifier(max_iter=m, verbose=1, random_state=0) for m in (2, 4, 3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = fit_many(ests, X, y)
+    out = capsys.readouterr().out
+    assert [m.n_iter_ for m in fitted] == [2, 4, 3]
+    assert "epoch 4/4" in out and "epoch 5/4" not in out
+    assert out.count("epoch 1/4") == 1
+    assert "Iteration" not in out

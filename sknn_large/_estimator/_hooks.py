@@ -105,22 +105,51 @@ def _callback_hooks(est, ctx):
 # ------------------------------------------------------------ progress
 
 
-def progress_bar(est, incremental: bool, stacked: bool = False):
+def progress_bar(est, incremental: bool):
     """A live bar for verbose=1 in a terminal or notebook; else None.
 
-    Elsewhere (logs, CI, captured output, members of a stacked fit, which
-    cannot share one terminal line) verbose=1 prints scikit-learn's
-    per-iteration lines, and verbose>=2 always does.
+    Elsewhere (logs, CI, captured output) verbose=1 prints scikit-learn's
+    per-iteration lines, and verbose>=2 always does. A stacked fit shares one
+    bar between its members (:class:`StackProgress`).
     """
     if (
         est.verbose != 1
         or incremental
-        or stacked
         or est.solver not in STOCHASTIC
         or not _progress.interactive()
     ):
         return None
     return _progress.EpochProgress(est.max_iter)
+
+
+class StackProgress:
+    """One live bar for a stacked fit: the leading member's epoch and loss.
+
+    Members of a stack cannot each own a terminal line, so the bar follows
+    whichever member has run the most epochs (its loss and validation score
+    are shown) and ends with the slowest member. Each member's estimator
+    feeds it through its epoch-end hook.
+    """
+
+    def __init__(self, total: int):
+        self.bar = _progress.EpochProgress(total)
+        self.lead = 0
+
+    def __call__(self, module, state) -> bool:
+        if state.n_iter > self.lead:
+            self.lead = state.n_iter
+            self.bar(module, state)
+        return False
+
+    def close(self) -> None:
+        """End the bar's line."""
+        self.bar.close()
+
+
+def stack_progress(estimators):
+    """A :class:`StackProgress` if any estimator would show a live bar, else None."""
+    shown = [e for e in estimators if progress_bar(e, incremental=False) is not None]
+    return StackProgress(max(e.max_iter for e in shown)) if shown else None
 
 
 def epoch_hooks(est, fp, ctx, incremental: bool, rng_start, bar):

@@ -308,7 +308,7 @@ def single_member(est, X, Y, sw, rng, incremental, resume, hooks, verbose=None):
     return member, SharedFeed(feed)
 
 
-def stacked_member(est, rows: np.ndarray, Y, sw, rng, hooks, label: str):
+def stacked_member(est, rows: np.ndarray, Y, sw, rng, hooks, label: str, verbose=None):
     """A member training on ``rows`` of a shared ``X`` (see ``_stacked``).
 
     ``Y`` and ``sw`` are the estimator's own (encoded) targets and weights of
@@ -323,7 +323,9 @@ def stacked_member(est, rows: np.ndarray, Y, sw, rng, hooks, label: str):
         validation = Validation(
             _scorer(est, Y[val], sw_val), rows=torch.from_numpy(rows[val])
         )
-    cfg = train_config(est, resolve_batch_size(est, train.shape[0]), False)
+    cfg = train_config(
+        est, resolve_batch_size(est, train.shape[0]), False, verbose=verbose
+    )
     begin, end = hooks
     return Member(
         cfg,

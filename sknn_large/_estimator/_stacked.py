@@ -77,14 +77,16 @@ def max_members(members, device: torch.device, dtype, budget=None) -> int:
 class _Job:
     """One estimator prepared for the stack."""
 
-    def __init__(self, est, X, y, rows, sample_weight, label):
+    def __init__(self, est, X, y, rows, sample_weight, label, bar):
         self.est = est
         sw = None if sample_weight is None else sample_weight[rows]
         est._validate_params()
         Xv, Y, sw, rng, _, _, _ = est._prepare_fit(X[rows], y[rows], sw, False, True)
         self.ctx = _hooks.begin_callbacks(est, Xv, y[rows], False)
-        hooks = _hooks.epoch_hooks(est, None, self.ctx, False, None, None)
-        self.member = _plan.stacked_member(est, rows, Y, sw, rng, hooks, label)
+        hooks = _hooks.epoch_hooks(est, None, self.ctx, False, None, bar)
+        # The shared bar replaces the members' own verbose=1 lines.
+        verbose = 0 if bar is not None and est.verbose == 1 else None
+        self.member = _plan.stacked_member(est, rows, Y, sw, rng, hooks, label, verbose)
         self.key = _plan.stack_key(est, self.member)
         self.rows, self.targets = rows, _plan.engine_targets(est, Y)
         self.X_valid = Xv
@@ -167,14 +169,17 @@ def fit_many(estimators, X, y, rows=None, sample_weight=None, *, budget=None):
     groups: dict[tuple, list[tuple[int, _Job]]] = {}
     # Each estimator's callbacks live from its set-up to the end of all
     # training, as they live around its own fit.
+    bar = _hooks.stack_progress([e for e in estimators if stackable(e, X)])
     with contextlib.ExitStack() as scopes:
+        if bar is not None:
+            scopes.callback(bar.close)
         for i, (est, r) in enumerate(zip(estimators, rows, strict=True)):
             if not stackable(est, X):
                 out[i] = _try(_fit_alone, est, X, y, r, sample_weight)
                 continue
             scopes.enter_context(callback_management_context(est))
             label = f"[member {i}] " if len(estimators) > 1 else ""
-            job = _try(_Job, est, X, y, r, sample_weight, label)
+            job = _try(_Job, est, X, y, r, sample_weight, label, bar)
             if isinstance(job, Exception):
                 out[i] = job
                 continue
