@@ -26,7 +26,13 @@ from ._config import TrainConfig, TrainState
 from ._losses import _LOSSES
 from ._network import _HAND_ACTIVATIONS
 from ._optstate import from_torch_state, to_torch_state
-from ._solvers import _SOLVERS, lr_after_epoch, member_hyper
+from ._solvers import (
+    _BATCH_SCHEDULES,
+    _SOLVERS,
+    lr_after_epoch,
+    member_hyper,
+    schedule_factor,
+)
 from ._stack import ParamStack, flat_to_module
 from ._threads import training_threads
 
@@ -87,6 +93,7 @@ class Member:
     label: str = ""
     lr: float = field(init=False, default=0.0)
     epochs: int = field(init=False, default=0)
+    total_steps: int = field(init=False, default=1)
     dropout_gen: torch.Generator | None = field(init=False, default=None)
 
 
@@ -153,6 +160,15 @@ class _Trainer:
         # One member: plain floats let the penalty and fused kernels run in
         # one pass without (K, 1) broadcasts.
         self.scalars = rows[0] if len(rows) == 1 else None
+        # Per-batch schedules: the step reads lr = lr_init * factor(progress).
+        self.schedules = [m.cfg.learning_rate for m in self.members]
+        self.batch_scheduled = any(n in _BATCH_SCHEDULES for n in self.schedules)
+        if self.batch_scheduled:
+            t = self.stack.theta
+            init = [[m.cfg.learning_rate_init] for m in self.members]
+            total = [[m.total_steps] for m in self.members]
+            self.lr_init = torch.tensor(init, device=t.device, dtype=t.dtype)
+            self.total_steps = torch.tensor(total, device=t.device, dtype=t.dtype)
         self.has_l2 = any(r["l2"] > 0 for r in rows)
         self.has_l1 = any(r["l1"] > 0 for r in rows)
         self.dropout = [m.cfg.dropout for m in self.members]
@@ -161,6 +177,13 @@ class _Trainer:
         """Write the members' current rates into the tensor the step reads."""
         lr = [[m.lr] for m in self.members]
         self.hyper["lr"].copy_(torch.tensor(lr, dtype=self.hyper["lr"].dtype))
+
+    def schedule_step(self) -> None:
+        """Per-batch schedules: set this step's rate, on the device (graph-safe)."""
+        if not self.batch_scheduled:
+            return
+        factor = schedule_factor(self.schedules, self.steps / self.total_steps)
+        self.hyper["lr"].copy_(self.lr_init * factor)
 
     def keep(self, keep: list[bool]) -> None:
         """Retire the members whose entry is False."""
@@ -243,6 +266,7 @@ def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
         h["step"].add_((counts > 0).to(h["step"].dtype).unsqueeze(1))
     else:
         h["step"].add_(1.0)
+    tr.schedule_step()
     tr.solver.step(st.theta, st.grad, tr.buffers, h)
     if idle is not None:
         for t, s in zip([st.theta, *tr.buffers.values()], saved, strict=True):
@@ -272,6 +296,7 @@ def _apply_one(tr: _Trainer, n) -> torch.Tensor:
         gw.add_(w.sign() * (s["l1"] / n))
     step = tr.hyper["step"]
     step.add_(1.0)
+    tr.schedule_step()
     if tr.solver.fused is None:
         tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
     else:
@@ -389,7 +414,8 @@ def _publish(tr: _Trainer, k: int) -> None:
     flat_to_module(tr.stack.theta[k], m.module)
     bufs = {name: b[k] for name, b in tr.buffers.items()}
     n_steps = float(tr.steps[k, 0])
-    m.state.optimizer_state = to_torch_state(m.module, m.cfg, bufs, n_steps, m.lr)
+    lr = float(tr.hyper["lr"][k, 0]) if tr.batch_scheduled else m.lr
+    m.state.optimizer_state = to_torch_state(m.module, m.cfg, bufs, n_steps, lr)
     m.state.dropout_rng = (m.dropout_gen.device.type, m.dropout_gen.get_state())
 
 
@@ -498,6 +524,10 @@ def train(members: list[Member], feed) -> None:
     if len(keys) != 1:
         raise ValueError(f"Members of one stack must share {sorted(keys)[0]}.")
     param = next(members[0].module.parameters())
+    for m in members:
+        # Per-batch schedules span max_iter epochs of this member's batches.
+        batches = -(-feed.n_rows(m) // m.cfg.batch_size)
+        m.total_steps = max(1, m.cfg.max_iter * batches)
     tr = _Trainer(list(members), param.device, param.dtype)
     # A resumed fit may already have its epochs (max_iter is not fingerprinted).
     done = [m.state.n_iter >= m.epochs for m in tr.members]

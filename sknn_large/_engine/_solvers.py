@@ -224,3 +224,59 @@ def lr_after_epoch(cfg: TrainConfig, current: float, t: int) -> float:
     if cfg.solver == "sgd" and cfg.learning_rate == "invscaling":
         return cfg.learning_rate_init / (t + 1) ** cfg.power_t
     return current
+
+
+# ------------------------------------------------------------ per-batch schedules
+
+# Share of the steps spent warming up, for the schedules that warm up.
+_WARMUP_SHARE = {"warmup_cosine": 0.05, "onecycle": 0.3}
+# onecycle starts at lr / 25 and ends at lr / 10**4 (the usual one-cycle shape).
+_ONECYCLE_START, _ONECYCLE_END = 1 / 25, 1e-4
+
+
+def _cosine(p: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.cos(torch.pi * p.clamp(0, 1)))
+
+
+def _warmup_cosine(p: torch.Tensor) -> torch.Tensor:
+    w = _WARMUP_SHARE["warmup_cosine"]
+    return torch.where(p < w, (p + 1e-12) / w, _cosine((p - w) / (1 - w)))
+
+
+def _onecycle(p: torch.Tensor) -> torch.Tensor:
+    w, lo, end = _WARMUP_SHARE["onecycle"], _ONECYCLE_START, _ONECYCLE_END
+    up = lo + (1 - lo) * p / w
+    down = end + (1 - end) * _cosine((p - w) / (1 - w))
+    return torch.where(p < w, up, down)
+
+
+# Public ``learning_rate`` options stepped every batch -> the factor applied to
+# ``learning_rate_init`` at training progress ``p = step / total steps``.
+# They apply to every stochastic solver; 'constant', 'invscaling' and
+# 'adaptive' keep scikit-learn's per-epoch rules (the last two for sgd only).
+_BATCH_SCHEDULES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "cosine": _cosine,
+    "warmup_cosine": _warmup_cosine,
+    "onecycle": _onecycle,
+}
+_EPOCH_SCHEDULES = ("constant", "invscaling", "adaptive")
+LEARNING_RATES = frozenset(_EPOCH_SCHEDULES) | frozenset(_BATCH_SCHEDULES)
+
+
+def schedule_factor(names: list[str], progress: torch.Tensor) -> torch.Tensor:
+    """Per-member factor on the initial rate, ``(K, 1)``; 1 for epoch schedules.
+
+    Parameters
+    ----------
+    names : list of str
+        Each member's ``learning_rate``.
+    progress : Tensor of shape (K, 1)
+        Steps taken over the steps of ``max_iter`` epochs.
+    """
+    out = torch.ones_like(progress)
+    for name, fn in _BATCH_SCHEDULES.items():
+        rows = [k for k, n in enumerate(names) if n == name]
+        if rows:
+            idx = torch.tensor(rows, device=progress.device)
+            out[idx] = fn(progress[idx])
+    return out

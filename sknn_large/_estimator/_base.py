@@ -19,6 +19,7 @@ from .. import _checkpoint
 from .._checks import check_fit_range
 from .._device import check_device_spec
 from .._engine import _ACTIVATIONS, _LOSSES, _PRECISIONS, _SOLVERS, fit_members
+from .._engine._solvers import LEARNING_RATES
 from . import _hooks, _plan
 from ._inputs import hidden_sizes
 from ._predict import PredictMixin
@@ -57,7 +58,7 @@ class BaseLargeMLP(
             StrOptions({"auto"}),
             Interval(Integral, 1, None, closed="left"),
         ],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions(set(LEARNING_RATES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
