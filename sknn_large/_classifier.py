@@ -59,16 +59,15 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
         Mini-batch size of the stochastic solvers; 'auto' is
         ``min(200, n_samples)``. Ignored by 'lbfgs'.
     learning_rate : str, default='constant'
-        Learning-rate schedule: 'constant', 'invscaling', 'adaptive',
-        'cosine', 'warmup_cosine' or 'onecycle'. 'invscaling' and 'adaptive'
-        are scikit-learn's per-epoch rules for solver='sgd' only. The others
-        apply to every stochastic solver and are stepped every batch over
-        the batches of ``max_iter`` epochs: 'cosine' decays ``learning_rate_init`` to 0 along
-        a half cosine, 'warmup_cosine' first warms up linearly over 5 % of the
-        steps, 'onecycle' rises from ``learning_rate_init / 25`` to
-        ``learning_rate_init`` over 30 % of the steps and then decays to
-        ``learning_rate_init / 1e4``. Early stopping may end training before
-        the schedule does; more ``partial_fit`` calls keep its final rate.
+        Learning-rate schedule: 'constant', 'invscaling', 'adaptive', 'cosine',
+        'warmup_cosine' or 'onecycle'. 'invscaling' and 'adaptive' are scikit-learn's
+        per-epoch rules for solver='sgd' only. The others apply to every stochastic
+        solver and are stepped every batch over the batches of ``max_iter`` epochs:
+        'cosine' decays ``learning_rate_init`` to 0 along a half cosine, 'warmup_cosine'
+        first warms up linearly over 5 % of the steps, 'onecycle' rises from
+        ``learning_rate_init / 25`` to ``learning_rate_init`` over 30 % of the steps and
+        then decays to ``learning_rate_init / 1e4``. Early stopping may end training
+        before the schedule does; more ``partial_fit`` calls keep its final rate.
     learning_rate_init : float, default=1e-3
         Initial learning rate of the stochastic solvers.
     power_t : float, default=0.5

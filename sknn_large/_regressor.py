@@ -23,10 +23,15 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
 
     Parameters
     ----------
-    loss : {'squared_error', 'poisson'}, default='squared_error'
+    loss : {'squared_error', 'poisson', 'huber', 'absolute_error'}, \
+            default='squared_error'
         'squared_error' is half the mean squared error; 'poisson' is half the
         Poisson deviance with a log link (predictions are ``exp`` of the
-        network's output), for non-negative targets such as counts.
+        network's output), for non-negative targets such as counts; 'huber'
+        is quadratic for residuals within 1 and linear beyond (robust to
+        outliers; scale the targets so that 1 is a small residual);
+        'absolute_error' is the mean absolute error (its gradient is the sign
+        of the residual).
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         The ith element is the number of neurons in the ith hidden layer.
     activation : {'identity', 'logistic', 'tanh', 'relu', 'gelu', 'silu', \
@@ -45,16 +50,15 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         Mini-batch size of the stochastic solvers; 'auto' is
         ``min(200, n_samples)``. Ignored by 'lbfgs'.
     learning_rate : str, default='constant'
-        Learning-rate schedule: 'constant', 'invscaling', 'adaptive',
-        'cosine', 'warmup_cosine' or 'onecycle'. 'invscaling' and 'adaptive'
-        are scikit-learn's per-epoch rules for solver='sgd' only. The others
-        apply to every stochastic solver and are stepped every batch over
-        the batches of ``max_iter`` epochs: 'cosine' decays ``learning_rate_init`` to 0 along
-        a half cosine, 'warmup_cosine' first warms up linearly over 5 % of the
-        steps, 'onecycle' rises from ``learning_rate_init / 25`` to
-        ``learning_rate_init`` over 30 % of the steps and then decays to
-        ``learning_rate_init / 1e4``. Early stopping may end training before
-        the schedule does; more ``partial_fit`` calls keep its final rate.
+        Learning-rate schedule: 'constant', 'invscaling', 'adaptive', 'cosine',
+        'warmup_cosine' or 'onecycle'. 'invscaling' and 'adaptive' are scikit-learn's
+        per-epoch rules for solver='sgd' only. The others apply to every stochastic
+        solver and are stepped every batch over the batches of ``max_iter`` epochs:
+        'cosine' decays ``learning_rate_init`` to 0 along a half cosine, 'warmup_cosine'
+        first warms up linearly over 5 % of the steps, 'onecycle' rises from
+        ``learning_rate_init / 25`` to ``learning_rate_init`` over 30 % of the steps and
+        then decays to ``learning_rate_init / 1e4``. Early stopping may end training
+        before the schedule does; more ``partial_fit`` calls keep its final rate.
     learning_rate_init : float, default=1e-3
         Initial learning rate of the stochastic solvers.
     power_t : float, default=0.5
@@ -189,7 +193,7 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
 
     _parameter_constraints: dict = {
         **BaseLargeMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({"squared_error", "poisson", "huber", "absolute_error"})],
     }
 
     def __init__(

@@ -19,6 +19,8 @@ _LOSS_CASES = {
     "binary_log_loss": ("clf", 2),
     "squared_error": ("reg", "squared_error"),
     "poisson": ("reg", "poisson"),
+    "huber": ("reg", "huber"),
+    "absolute_error": ("reg", "absolute_error"),
 }
 
 # Every entry of every registry once, the others at a common choice.

@@ -61,6 +61,28 @@ def _logistic_delta(raw: torch.Tensor, y: torch.Tensor):
     return value.sum(dim=-1), torch.sigmoid(raw).sub_(y)
 
 
+# Huber's threshold on the raw residual (torch's and the usual default).
+_HUBER_DELTA = 1.0
+
+
+def _huber(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.huber_loss(raw, y, reduction="none", delta=_HUBER_DELTA).sum(dim=-1)
+
+
+def _huber_delta(raw: torch.Tensor, y: torch.Tensor):
+    diff = raw - y
+    return _huber(raw, y), diff.clamp_(-_HUBER_DELTA, _HUBER_DELTA)
+
+
+def _absolute(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (raw - y).abs().sum(dim=-1)
+
+
+def _absolute_delta(raw: torch.Tensor, y: torch.Tensor):
+    diff = raw - y
+    return diff.abs().sum(dim=-1), diff.sign_()
+
+
 @dataclass(frozen=True)
 class Loss:
     """A per-sample loss and how its value is reported.
@@ -98,6 +120,18 @@ _LOSSES: dict[str, Loss] = {
         value_and_delta=_squared_delta,
     ),
     "poisson": Loss(_half_poisson_deviance, "exp", value_and_delta=_poisson_delta),
+    # Robust regression: Huber (quadratic within 1 of the target, linear
+    # beyond) and the absolute error; like the squared error, their reported
+    # value averages over outputs.
+    "huber": Loss(
+        _huber, "identity", divide_by_outputs=True, value_and_delta=_huber_delta
+    ),
+    "absolute_error": Loss(
+        _absolute,
+        "identity",
+        divide_by_outputs=True,
+        value_and_delta=_absolute_delta,
+    ),
     "log_loss": Loss(
         _softmax_log_loss,
         "softmax",
