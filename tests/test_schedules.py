@@ -100,3 +100,21 @@ def test_members_with_different_schedules_share_one_stack(regression):
     for a, b in zip(stacked, alone, strict=True):
         np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-9, atol=1e-12)
     assert not np.allclose(stacked[0].coefs_[0], stacked[1].coefs_[0])
+
+
+def test_scheduled_and_robust_models_save_load_and_continue(tmp_path):
+    # A cosine schedule ends at rate 0; the model file keeps it, loads, predicts
+    # identically and continues with partial_fit; the robust losses round-trip.
+    import sknn_large
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(100, 3)
+    y = X.sum(axis=1)
+    for kw in (dict(learning_rate="cosine", solver="sgd"), dict(loss="huber")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = LargeMLPRegressor(max_iter=5, random_state=0, **kw).fit(X, y)
+        sknn_large.save(est, tmp_path / "m.sknn")
+        loaded = sknn_large.load(tmp_path / "m.sknn")
+        np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+        loaded.partial_fit(X, y)

@@ -82,8 +82,9 @@ def from_torch_state(
     params = _params_by_index(module)
     groups, moments = _parts(saved, len(params))
     lr = groups[0].get("lr", cfg.learning_rate_init)
-    if not isinstance(lr, int | float) or isinstance(lr, bool) or not lr > 0:
-        raise ValueError("the optimizer's learning rate is not a positive number")
+    # Zero is a rate too: a cosine schedule ends there.
+    if not isinstance(lr, int | float) or isinstance(lr, bool) or not 0 <= lr < 1e308:
+        raise ValueError("the optimizer's learning rate is not a finite rate >= 0")
     steps, buffers = 0.0, {}
     for name in solver.buffers:
         found = [moments.get(i, {}).get(name) for i in range(len(params))]
