@@ -59,7 +59,7 @@ def test_continuous_target_for_classifier(regression):
         ("solver", "adagrad", "rmsprop"),
         ("penalty", "l3", "elasticnet"),
         ("precision", "float16", "bfloat16"),
-        ("learning_rate", "cosine", "invscaling"),
+        ("learning_rate", "cyclic", "invscaling"),
     ],
 )
 def test_unknown_option_lists_valid_ones(param, value, valid, iris):
