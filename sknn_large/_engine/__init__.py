@@ -7,13 +7,14 @@ back from them.
 """
 
 from ._config import _PRECISIONS, TrainConfig, TrainState
-from ._loop import Member, Validation
+from ._loop import Member
 from ._losses import _LOSSES
 from ._network import _ACTIVATIONS, build_mlp, get_coefs, init_glorot_, set_coefs
 from ._optstate import from_torch_state, to_torch_state
 from ._run import fit_members
 from ._solvers import _SOLVERS, STOCHASTIC
 from ._threads import threads_for
+from ._validation import Validation
 
 __all__ = [
     "_ACTIVATIONS",

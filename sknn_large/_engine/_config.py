@@ -20,6 +20,7 @@ class TrainConfig:
     loss: str
     activation: str = "relu"
     dropout: float = 0.0
+    label_smoothing: float = 0.0
     learning_rate_init: float = 1e-3
     learning_rate: str = "constant"
     power_t: float = 0.5
@@ -74,6 +75,7 @@ class TrainState:
     loss_curve: list[float] = field(default_factory=list)
     best_loss: float | None = float("inf")
     validation_scores: list[float] | None = None
+    validation_loss_curve: list[float] | None = None
     best_validation_score: float | None = None
     no_improvement_count: int = 0
     optimizer_state: dict | None = None

@@ -46,10 +46,16 @@ def _full_batch_loss_grad(module: nn.Module, feed, cfg: TrainConfig):
     weight_total = feed.n_samples if feed.w is None else float(feed.w.sum())
     loss = _LOSSES[cfg.loss]
     total = 0.0
+    smoothing = None
     for x, y, w in feed.chunks():
         with _autocast(x.device, cfg.autocast_dtype):
             raw = module(x)
-        per_sample = loss.per_sample(raw.to(x.dtype), y)
+        raw = raw.to(x.dtype)
+        if cfg.label_smoothing and smoothing is None:
+            smoothing = torch.full(
+                (1, 1), cfg.label_smoothing, device=raw.device, dtype=raw.dtype
+            )
+        per_sample = loss.values(raw, y, smoothing)
         if loss.divide_by_outputs:
             # L-BFGS needs the value and gradient of one function: the reported one.
             per_sample = per_sample / raw.shape[1]

@@ -14,10 +14,9 @@ losses), hyper-parameters such as the learning rate live in device tensors
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -35,22 +34,9 @@ from ._solvers import (
 )
 from ._stack import ParamStack, flat_to_module
 from ._threads import training_threads
+from ._validation import Validation, measure_held_out
 
 EpochEnd = Callable[[nn.Module, TrainState], "bool | None"]
-
-
-@dataclass
-class Validation:
-    """Held-out data of one member, for early stopping.
-
-    Exactly one of ``rows`` (rows of the shared training data) and
-    ``blocks`` (a callable yielding the member's own input blocks on the
-    training device) is set.
-    """
-
-    score: Callable[[np.ndarray], float]
-    rows: torch.Tensor | None = None
-    blocks: Callable[[], Iterator[torch.Tensor]] | None = None
 
 
 @dataclass
@@ -71,7 +57,8 @@ class Member:
     sample_weight : Tensor or None
         Weights aligned with ``rows`` (with every row when ``rows`` is None).
     validation : Validation or None
-        Early-stopping data.
+        Held-out data, scored (and its loss recorded) after every epoch; with
+        ``cfg.early_stopping`` the stopping rule follows its score.
     on_epoch_begin : callable or None
         ``state -> None`` before each epoch.
     on_epoch_end : callable or None
@@ -111,6 +98,8 @@ def _prepare(m: Member, device: torch.device) -> tuple[dict, float]:
         st.n_iter = 0
     st.converged = st.interrupted = st.diverged = False
     st.messages = []
+    if m.validation is not None:
+        _track_held_out(m)
     m.epochs = 1 if cfg.incremental else cfg.max_iter
     gen = torch.Generator(device=device)
     saved = st.dropout_rng
@@ -122,6 +111,17 @@ def _prepare(m: Member, device: torch.device) -> tuple[dict, float]:
     return buffers, steps
 
 
+def _track_held_out(m: Member) -> None:
+    """A member with held-out data records its scores (and losses)."""
+    st = m.state
+    if st.validation_scores is None:
+        st.validation_scores = []
+    if st.best_validation_score is None:
+        st.best_validation_score = -math.inf
+    if m.validation.targets is not None and st.validation_loss_curve is None:
+        st.validation_loss_curve = []
+
+
 class _Trainer:
     """The stack, its optimizer buffers and per-member settings."""
 
@@ -129,6 +129,8 @@ class _Trainer:
         cfg = members[0].cfg
         self.solver = _SOLVERS[cfg.solver]
         self.loss = _LOSSES[cfg.loss]
+        if not self.loss.smoothable and any(m.cfg.label_smoothing for m in members):
+            raise ValueError(f"The loss {cfg.loss!r} takes no label smoothing.")
         self.activation, self.autocast = cfg.activation, cfg.autocast_dtype
         self.members = members
         self.stack = ParamStack.from_modules([m.module for m in members], device, dtype)
@@ -169,6 +171,13 @@ class _Trainer:
             total = [[m.total_steps] for m in self.members]
             self.lr_init = torch.tensor(init, device=t.device, dtype=t.dtype)
             self.total_steps = torch.tensor(total, device=t.device, dtype=t.dtype)
+        # Label smoothing, one eps per member: (K, 1, 1) against (K, B, C).
+        eps = [m.cfg.label_smoothing for m in self.members]
+        self.smoothing = None
+        if any(eps):
+            t = self.stack.theta
+            self.smoothing = torch.tensor(eps, device=t.device, dtype=t.dtype)
+            self.smoothing = self.smoothing.view(-1, 1, 1)
         self.has_l2 = any(r["l2"] > 0 for r in rows)
         self.has_l1 = any(r["l1"] > 0 for r in rows)
         self.dropout = [m.cfg.dropout for m in self.members]
@@ -226,10 +235,19 @@ class _Trainer:
             scale = (w / n).unsqueeze(-1)
         masks = self._masks(k, bsz, counts)
         if self.hand:
-            value = self.stack.hand_step(x, y, scale, self.activation, self.loss, masks)
+            value = self.stack.hand_step(
+                x, y, scale, self.activation, self.loss, masks, self.smoothing
+            )
         else:
             value = self.stack.autograd_step(
-                x, y, scale, self.activation, self.loss, masks, self.autocast
+                x,
+                y,
+                scale,
+                self.activation,
+                self.loss,
+                masks,
+                self.autocast,
+                self.smoothing,
             )
         data = value.mean(dim=1) if w is None else (value * w).sum(dim=1) / n[:, 0]
         n_out = self.stack.widths[-1]
@@ -320,52 +338,41 @@ def _run_epoch(tr: _Trainer, step, feed) -> list[float]:
     return [v / r for v, r in zip(total.double().cpu().tolist(), n, strict=True)]
 
 
-@torch.no_grad()
-def _validation_scores(tr: _Trainer, feed) -> list[float | None]:
-    """Each early-stopping member's score on its held-out rows."""
-    out: list[float | None] = [None] * len(tr.members)
-    by_rows = [k for k, m in enumerate(tr.members) if _val(m, "rows") is not None]
-    if by_rows:
-        parts = [
-            m.validation.rows if _val(m, "rows") is not None else m.rows[:1]
-            for m in tr.members
-        ]
-        lengths = [p.shape[0] for p in parts]
-        raw = tr.stack.forward(feed.gather_padded(parts), tr.activation)
-        raw = raw.double().cpu().numpy()
-        for k in by_rows:
-            out[k] = float(tr.members[k].validation.score(raw[k, : lengths[k]]))
-    for k, m in enumerate(tr.members):
-        if _val(m, "blocks") is not None:
-            blocks = m.validation.blocks()
-            raw = [tr.stack.forward_member(k, x, tr.activation) for x in blocks]
-            out[k] = float(m.validation.score(torch.cat(raw).double().cpu().numpy()))
-    return out
-
-
-def _val(m: Member, name: str):
-    return None if m.validation is None else getattr(m.validation, name)
-
-
 def _say(m: Member, msg: str) -> None:
     m.state.messages.append(msg)
     if m.cfg.verbose:
         print(m.label + msg)
 
 
-def _no_improvement(tr: _Trainer, k: int, score) -> None:
-    """scikit-learn's rule: improvement means beating the best by more than tol."""
+def _record_held_out(m: Member, held: tuple) -> None:
+    """Append the epoch's score (and loss) on the held-out rows."""
+    score, loss = held
+    st = m.state
+    st.validation_scores.append(score)
+    if loss is not None and st.validation_loss_curve is not None:
+        st.validation_loss_curve.append(loss)
+    if m.cfg.verbose:
+        print(m.label + "Validation score: %f" % score)
+
+
+def _no_improvement(tr: _Trainer, k: int, held: tuple) -> None:
+    """scikit-learn's rule: improvement means beating the best by more than tol.
+
+    With early stopping the rule follows the held-out score, otherwise the
+    training loss; held-out rows are measured either way.
+    """
     m, st = tr.members[k], tr.members[k].state
     if m.validation is not None:
-        st.validation_scores.append(score)
-        if m.cfg.verbose:
-            print(m.label + "Validation score: %f" % score)
-        worse = score < st.best_validation_score + m.cfg.tol
-        st.no_improvement_count = st.no_improvement_count + 1 if worse else 0
-        if score > st.best_validation_score:
-            st.best_validation_score = score
-            st.best_params = tr.stack.module_params(tr.stack.theta[k])
-        return
+        _record_held_out(m, held)
+        score = held[0]
+        if m.cfg.early_stopping:
+            worse = score < st.best_validation_score + m.cfg.tol
+            st.no_improvement_count = st.no_improvement_count + 1 if worse else 0
+            if score > st.best_validation_score:
+                st.best_validation_score = score
+                st.best_params = tr.stack.module_params(tr.stack.theta[k])
+            return
+        st.best_validation_score = max(st.best_validation_score, score)
     last = st.loss_curve[-1]
     worse = last > st.best_loss - m.cfg.tol
     st.no_improvement_count = st.no_improvement_count + 1 if worse else 0
@@ -394,7 +401,7 @@ def _should_stop(m: Member) -> bool:
     return True
 
 
-def _end_epoch(tr: _Trainer, k: int, loss: float, n_rows: int, score) -> bool:
+def _end_epoch(tr: _Trainer, k: int, loss: float, n_rows: int, held) -> bool:
     """Record member ``k``'s finished epoch; True when it stops by its rule."""
     m, st = tr.members[k], tr.members[k].state
     st.t += n_rows
@@ -403,7 +410,7 @@ def _end_epoch(tr: _Trainer, k: int, loss: float, n_rows: int, score) -> bool:
     st.loss_curve.append(loss)
     if m.cfg.verbose:
         print(m.label + "Iteration %d, loss = %.8f" % (st.n_iter, loss))
-    _no_improvement(tr, k, score)
+    _no_improvement(tr, k, held)
     m.lr = lr_after_epoch(m.cfg, m.lr, st.t)
     return st.no_improvement_count > m.cfg.n_iter_no_change and _should_stop(m)
 
@@ -438,15 +445,17 @@ def _diverge(tr: _Trainer, k: int, last_good: torch.Tensor) -> None:
     st.loss_curve.append(float("nan"))
     if m.validation is not None:
         st.validation_scores.append(float("nan"))
+        if st.validation_loss_curve is not None and m.validation.targets is not None:
+            st.validation_loss_curve.append(float("nan"))
     tr.stack.theta[k].copy_(last_good[k])
 
 
-def _after_epoch(tr: _Trainer, k: int, loss: float, feed, score) -> bool:
+def _after_epoch(tr: _Trainer, k: int, loss: float, feed, held) -> bool:
     """Bookkeeping, hooks and stopping for member ``k``; True if it stops."""
     m = tr.members[k]
     if not math.isfinite(loss):
         return True
-    stop = _end_epoch(tr, k, loss, feed.n_rows(m), score)
+    stop = _end_epoch(tr, k, loss, feed.n_rows(m), held)
     if m.on_epoch_end is not None:
         # Everything the next epoch depends on is settled here, so a
         # checkpoint taken now resumes exactly.
@@ -477,10 +486,10 @@ def _epoch(tr: _Trainer, step, feed) -> None:
     for k, loss in enumerate(losses):
         if not math.isfinite(loss):
             _diverge(tr, k, last_good)
-    scores = _validation_scores(tr, feed)
+    held = measure_held_out(tr, feed)
     keep = []
     for k, loss in enumerate(losses):
-        stop = _after_epoch(tr, k, loss, feed, scores[k])
+        stop = _after_epoch(tr, k, loss, feed, held[k])
         if stop:
             _finish(tr, k)
         keep.append(not stop)

@@ -5,6 +5,10 @@ what the gradient follows in scikit-learn's MLP (its output delta is
 ``prediction - target`` for every loss), so training dynamics match. The
 value *reported* in ``loss_curve_`` divides the squared error by the number of
 outputs, exactly as scikit-learn's ``squared_loss`` averages over them.
+
+The log losses take label smoothing (``Loss.smoothable``): a third argument,
+one ``eps`` per member, that replaces the targets by torch's smoothed ones;
+without it (None) they run exactly the unsmoothed arithmetic.
 """
 
 from __future__ import annotations
@@ -25,13 +29,40 @@ def _half_poisson_deviance(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.xlogy(y, y) - y * raw - y + torch.exp(raw)).sum(dim=1)
 
 
-def _softmax_log_loss(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # y holds class indices: cheaper and more stable than a one-hot product.
-    return F.cross_entropy(raw, y, reduction="none")
+# Label smoothing (the log losses only). ``smoothing`` is None (none) or eps
+# of shape broadcastable to the raw outputs with a last dimension of 1, e.g.
+# (K, 1, 1) for a stack's (K, B, C) outputs: one eps per member. The targets
+# become torch's ``CrossEntropyLoss(label_smoothing=eps)``: (1 - eps) * onehot
+# + eps / C for the softmax, y * (1 - eps) + eps / 2 for each logistic output.
+Smoothing = torch.Tensor | None
 
 
-def _logistic_log_loss(raw: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(raw, y, reduction="none").sum(dim=1)
+def _smoothed_softmax(log_p: torch.Tensor, y: torch.Tensor, smoothing: torch.Tensor):
+    eps = smoothing.squeeze(-1)
+    picked = log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    return -(1 - eps) * picked - (eps / log_p.shape[-1]) * log_p.sum(dim=-1)
+
+
+def _smoothed_binary(y: torch.Tensor, smoothing: Smoothing) -> torch.Tensor:
+    if smoothing is None:
+        return y
+    return y * (1 - smoothing) + smoothing / 2
+
+
+def _softmax_log_loss(
+    raw: torch.Tensor, y: torch.Tensor, smoothing: Smoothing = None
+) -> torch.Tensor:
+    if smoothing is None:
+        # y holds class indices: cheaper and more stable than a one-hot product.
+        return F.cross_entropy(raw, y, reduction="none")
+    return _smoothed_softmax(torch.log_softmax(raw, dim=-1), y, smoothing)
+
+
+def _logistic_log_loss(
+    raw: torch.Tensor, y: torch.Tensor, smoothing: Smoothing = None
+) -> torch.Tensor:
+    target = _smoothed_binary(y, smoothing)
+    return F.binary_cross_entropy_with_logits(raw, target, reduction="none").sum(-1)
 
 
 # The output delta of every loss below is ``prediction - target`` (each pairs
@@ -47,18 +78,27 @@ def _poisson_delta(raw: torch.Tensor, y: torch.Tensor):
     return value, mean.sub_(y)
 
 
-def _softmax_delta(raw: torch.Tensor, y: torch.Tensor):
+# With label smoothing the delta is still ``prediction - target``, against
+# the smoothed target.
+def _softmax_delta(raw: torch.Tensor, y: torch.Tensor, smoothing: Smoothing = None):
     log_p = torch.log_softmax(raw, dim=-1)
     idx = y.unsqueeze(-1)
-    value = -log_p.gather(-1, idx).squeeze(-1)
-    delta = log_p.exp_()
-    delta.scatter_add_(-1, idx, torch.full_like(idx, -1, dtype=delta.dtype))
+    if smoothing is None:
+        value = -log_p.gather(-1, idx).squeeze(-1)
+        delta = log_p.exp_()
+        delta.scatter_add_(-1, idx, torch.full_like(idx, -1, dtype=delta.dtype))
+        return value, delta
+    value = _smoothed_softmax(log_p, y, smoothing)
+    delta = log_p.exp_().sub_(smoothing / raw.shape[-1])
+    hit = (smoothing - 1).to(delta.dtype).expand(idx.shape).contiguous()
+    delta.scatter_add_(-1, idx, hit)
     return value, delta
 
 
-def _logistic_delta(raw: torch.Tensor, y: torch.Tensor):
-    value = F.binary_cross_entropy_with_logits(raw, y, reduction="none")
-    return value.sum(dim=-1), torch.sigmoid(raw).sub_(y)
+def _logistic_delta(raw: torch.Tensor, y: torch.Tensor, smoothing: Smoothing = None):
+    target = _smoothed_binary(y, smoothing)
+    value = F.binary_cross_entropy_with_logits(raw, target, reduction="none")
+    return value.sum(dim=-1), torch.sigmoid(raw).sub_(target)
 
 
 # Huber's threshold on the raw residual (torch's and the usual default).
@@ -101,15 +141,29 @@ class Loss:
         ``(raw, targets) -> (per-sample values, d value / d raw)`` over any
         leading dimensions, for the hand-derived step; None trains the loss
         through autograd only.
+    smoothable : bool
+        Whether the loss takes label smoothing: then both callables accept a
+        third argument, ``smoothing`` (see :meth:`values`).
     """
 
-    per_sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    per_sample: Callable[..., torch.Tensor]
     out_activation: str
     divide_by_outputs: bool = False
     index_targets: bool = False
-    value_and_delta: (
-        Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
-    ) = None
+    value_and_delta: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+    smoothable: bool = False
+
+    def values(self, raw, y, smoothing: Smoothing = None) -> torch.Tensor:
+        """Per-sample values; ``smoothing`` is None or eps (see the module)."""
+        if smoothing is None:
+            return self.per_sample(raw, y)
+        return self.per_sample(raw, y, smoothing)
+
+    def values_and_delta(self, raw, y, smoothing: Smoothing = None):
+        """``value_and_delta`` with label smoothing ``smoothing`` (or None)."""
+        if smoothing is None:
+            return self.value_and_delta(raw, y)
+        return self.value_and_delta(raw, y, smoothing)
 
 
 _LOSSES: dict[str, Loss] = {
@@ -137,9 +191,13 @@ _LOSSES: dict[str, Loss] = {
         "softmax",
         index_targets=True,
         value_and_delta=_softmax_delta,
+        smoothable=True,
     ),
     "binary_log_loss": Loss(
-        _logistic_log_loss, "logistic", value_and_delta=_logistic_delta
+        _logistic_log_loss,
+        "logistic",
+        value_and_delta=_logistic_delta,
+        smoothable=True,
     ),
 }
 

@@ -163,12 +163,15 @@ class ParamStack:
 
     # ------------------------------------------------------------ steps
 
-    def hand_step(self, x, y, scale, activation: str, loss: Loss, masks):
+    def hand_step(
+        self, x, y, scale, activation: str, loss: Loss, masks, smoothing=None
+    ):
         """Gradient of the data loss into ``grad``; returns per-member values.
 
         ``scale`` is ``(K, B, 1)`` sample weights over each member's weight sum
         (or a float, ``1 / B``). ``masks`` are per-hidden-layer dropout masks
-        or None.
+        or None. ``smoothing`` is each member's label smoothing, ``(K, 1, 1)``,
+        or None for none.
         """
         fwd, bwd = _HAND_ACTIVATIONS[activation]
         k, bsz = x.shape[0], x.shape[1]
@@ -187,7 +190,7 @@ class ParamStack:
             acts.append(a)
             h = a if masks is None else a * masks[i]
             inputs.append(h)
-        value, delta = loss.value_and_delta(z, y)
+        value, delta = loss.values_and_delta(z, y, smoothing)
         delta = delta.mul_(scale)
         # Bias gradients as products with ones, not sums: a (K, B, n) sum
         # reduces in a K-dependent order, a product per member does not, so a
@@ -204,7 +207,9 @@ class ParamStack:
             delta = dh if bwd is None else bwd(dh, acts[i - 1])
         return value
 
-    def autograd_step(self, x, y, scale, activation: str, loss: Loss, masks, autocast):
+    def autograd_step(
+        self, x, y, scale, activation: str, loss: Loss, masks, autocast, smoothing=None
+    ):
         """The same contract as :meth:`hand_step`, through autograd."""
         leaves = [t.detach().requires_grad_() for t in (*self.W, *self.b)]
         n = len(self.W)
@@ -221,7 +226,11 @@ class ParamStack:
             raw = h.to(x.dtype)
             k, bsz, n_out = raw.shape
             target = y.reshape(k * bsz, *y.shape[2:])
-            value = loss.per_sample(raw.reshape(k * bsz, n_out), target).view(k, bsz)
+            eps = None
+            if smoothing is not None:
+                eps = smoothing.expand(k, bsz, 1).reshape(k * bsz, 1)
+            value = loss.values(raw.reshape(k * bsz, n_out), target, eps)
+            value = value.view(k, bsz)
             weighted = value * (scale if isinstance(scale, float) else scale[..., 0])
             weighted.sum().backward()
         for leaf, g in zip(leaves, (*self.gW, *self.gb), strict=True):
