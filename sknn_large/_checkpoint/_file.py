@@ -257,7 +257,7 @@ def restore_state(payload: dict, module: torch.nn.Module, state: TrainState) -> 
     module.load_state_dict(payload["module"])
     device = next(module.parameters()).device
     for field in _STATE_CHECKS:
-        value = saved[field]
+        value = saved.get(field)  # None: a field older checkpoints lack
         if field == "best_params" and value is not None:
             value = [p.to(device) for p in value]
         setattr(state, field, value)

@@ -35,7 +35,7 @@ _PARALLEL_BYTES = 32 * 2**20
 _MAX_HASH_THREADS = 8
 
 
-def fingerprint(params: dict, X, y, sample_weight, classes) -> str:
+def fingerprint(params: dict, X, y, sample_weight, classes, validation=None) -> str:
     """What must match for a checkpoint to resume a fit: parameters and data.
 
     The parameters that do not change the training steps (:data:`FREE_PARAMS`:
@@ -61,6 +61,10 @@ def fingerprint(params: dict, X, y, sample_weight, classes) -> str:
         The sample weights training uses (class weights included), or None.
     classes : array-like or None
         The classifier's classes, or None for a regressor.
+    validation : tuple or None, default=None
+        The validated validation set ``(X_val, y_val, sample_weight_val)``
+        passed to ``fit``, hashed like the training data; None (no set) adds
+        nothing, so fits without one keep their fingerprints.
 
     Returns
     -------
@@ -77,6 +81,9 @@ def fingerprint(params: dict, X, y, sample_weight, classes) -> str:
         ("sample_weight", sample_weight),
         ("classes", None if classes is None else np.asarray(classes)),
     )
+    if validation is not None:
+        names = ("X_val", "y_val", "sample_weight_val")
+        inputs += tuple(zip(names, validation, strict=True))
     threads = min(_MAX_HASH_THREADS, os.cpu_count() or 1)
     pool = None
     if threads > 1 and _nbytes(X) >= _PARALLEL_BYTES:

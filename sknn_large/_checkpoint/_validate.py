@@ -49,10 +49,12 @@ def _check_structure(name: str, payload: dict) -> None:
     ):
         raise _malformed(name, "its weights are not a mapping of names to tensors")
     state = payload["state"]
-    if not isinstance(state, dict) or set(state) != _STATE_KEYS:
+    if not isinstance(state, dict) or not (
+        _STATE_KEYS - _LATER_STATE_KEYS <= set(state) <= _STATE_KEYS
+    ):
         got = sorted(state, key=str) if isinstance(state, dict) else type(state)
         raise _malformed(name, f"its training state has fields {got}")
-    wrong = [k for k, check in _STATE_CHECKS.items() if not check(state[k])]
+    wrong = [k for k, check in _STATE_CHECKS.items() if not check(state.get(k))]
     if wrong:
         raise _malformed(name, f"its training state fields {wrong} are invalid")
     for field in ("generator", "dropout_rng"):
@@ -251,9 +253,12 @@ _STATE_CHECKS = {
     "loss_curve": _list_of(_is_real),
     "best_loss": _optional(_is_real),
     "validation_scores": _optional(_list_of(_is_real)),
+    "validation_loss_curve": _optional(_list_of(_is_real)),
     "best_validation_score": _optional(_is_real),
     "no_improvement_count": _is_count,
     "optimizer_state": _optional(lambda v: isinstance(v, dict)),
     "best_params": _optional(_list_of(_is_float_tensor)),
 }
 _STATE_KEYS = frozenset(_STATE_CHECKS) | {"generator", "dropout_rng"}
+# Fields checkpoints written by earlier versions lack (restored as None).
+_LATER_STATE_KEYS = frozenset({"validation_loss_curve"})
