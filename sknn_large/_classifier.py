@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
@@ -92,9 +94,11 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
         Use Nesterov's momentum with 'sgd' when ``momentum > 0``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified) and stop when
-        its accuracy stops improving; the best weights are kept.
+        its accuracy stops improving; the best weights are kept. With
+        ``fit(X, y, X_val=..., y_val=...)`` the given set is held out instead.
     validation_fraction : float, default=0.1
-        Share of training data held out for early stopping.
+        Share of training data held out for early stopping. Not used when
+        ``fit`` is given a validation set (``X_val``, ``y_val``).
     beta_1, beta_2 : float, default=0.9, 0.999
         Adam's moment decay rates ('rmsprop' uses ``beta_2``).
     epsilon : float, default=1e-8
@@ -146,6 +150,14 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     class_weight : dict, 'balanced' or None, default=None
         Weights of classes, multiplied into the sample weights. 'balanced'
         uses ``n_samples / (n_classes * np.bincount(y))``.
+    label_smoothing : float in [0, 1), default=0.0
+        Label smoothing ``eps``, as in
+        :class:`torch.nn.CrossEntropyLoss`: the loss is the cross-entropy
+        against ``(1 - eps) * onehot + eps / n_classes`` (softmax outputs),
+        or against ``y * (1 - eps) + eps / 2`` for each logistic output
+        (binary and multilabel targets). It discourages over-confident
+        probabilities. ``loss_curve_`` reports the smoothed loss (its minimum
+        is then above 0). 0 trains exactly as scikit-learn's MLPClassifier.
 
     Attributes
     ----------
@@ -158,9 +170,18 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     loss_curve_ : list of float
         Loss at the end of each iteration.
     validation_scores_ : list of float or None
-        Accuracy on the held-out set after each epoch (early stopping only).
+        Accuracy on the held-out rows after each epoch: the early-stopping
+        split, or ``X_val`` when it is passed to ``fit``. None when the fit had
+        no held-out rows.
+    validation_loss_curve_ : list of float or None
+        The training loss on the same held-out rows after each epoch: the
+        same loss (with ``label_smoothing``) and sample weighting as
+        ``loss_curve_``, averaged over the held-out rows, without the penalty
+        term (``loss_curve_`` includes it). None when the fit had no held-out
+        rows, as ``validation_scores_``.
     best_validation_score_ : float or None
-        Best of ``validation_scores_``.
+        Best of ``validation_scores_``; with ``X_val`` and no early stopping
+        the best score seen, the final weights being those of the last epoch.
     t_ : int
         Training samples seen.
     coefs_ : list of ndarray of shape (n_fan_in, n_fan_out)
@@ -205,6 +226,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     _parameter_constraints: dict = {
         **BaseLargeMLP._parameter_constraints,
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(
@@ -242,6 +264,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
         checkpoint=None,
         checkpoint_every=1,
         class_weight=None,
+        label_smoothing=0.0,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -278,6 +301,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
             checkpoint_every=checkpoint_every,
         )
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
 
     # ------------------------------------------------------------- targets
 
@@ -320,7 +344,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
         # bool keeps float32 inputs from being upcast by the label matrix.
         return X, self._label_binarizer.transform(y).astype(bool)
 
-    def _class_sample_weight(self, Y):
+    def _class_sample_weight(self, Y, reference=None):
         if self.class_weight is None:
             return None
         check_class_weight(self.class_weight)
@@ -333,7 +357,43 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
                     f"class_weight names classes not in the data: {sorted(unknown)}."
                 )
         index = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(int)
+        if reference is not None:
+            # Each class weighs what it weighs among the training rows.
+            ref = reference.argmax(axis=1) if Y.shape[1] > 1 else reference[:, 0]
+            per_class = np.ones(len(self.classes_))
+            per_class[ref.astype(int)] = self._class_sample_weight(reference)
+            return per_class[index]
         return compute_sample_weight(self.class_weight, self.classes_[index])
+
+    def _validate_held_out(self, X_val, y_val):
+        X_val, y_val = validate_input(
+            self,
+            X_val,
+            y_val,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=False,
+        )
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        multilabel = type_of_target(y_val).startswith("multilabel")
+        if multilabel != self._label_binarizer.y_type_.startswith("multilabel"):
+            raise ValueError(
+                "y_val must be of the training targets' kind: "
+                f"{self._label_binarizer.y_type_!r}, got {type_of_target(y_val)!r}."
+            )
+        if not multilabel:
+            unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+            if len(unseen):
+                raise ValueError(
+                    f"y_val has classes not in the training data: {unseen}. "
+                    f"The classes are {self.classes_}."
+                )
+        return X_val, self._label_binarizer.transform(y_val).astype(bool)
+
+    def _label_smoothing(self) -> float:
+        return self.label_smoothing
 
     def _loss_name(self) -> str:
         if self._label_binarizer.y_type_ == "multiclass":
@@ -359,7 +419,16 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     # ------------------------------------------------------------- fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Fit the model to data matrix ``X`` and targets ``y``.
 
         Parameters
@@ -370,13 +439,35 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
             Class labels, or a label indicator matrix for multilabel targets.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val : {array-like, sparse matrix} of shape (n_val, n_features), \
+default=None
+            A validation set, scored after every epoch (stochastic solvers
+            only). With ``early_stopping=True`` it replaces the
+            ``validation_fraction`` split (every row of ``X`` trains) and the
+            weights of the best-scoring epoch are kept; without early stopping
+            the scores are recorded in ``validation_scores_`` and
+            ``validation_loss_curve_`` and training stops as usual. In a
+            :class:`~sklearn.pipeline.Pipeline`, ``transform_input=["X_val"]``
+            transforms it like ``X``.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Labels of ``X_val``, among the training classes. Required with
+            ``X_val``.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows (times ``class_weight``, as the
+            training rows are).
 
         Returns
         -------
         self : LargeMLPClassifier
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(
+            X,
+            y,
+            sample_weight=sample_weight,
+            incremental=False,
+            validation=(X_val, y_val, sample_weight_val),
+        )
 
     @available_if(_has_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)

@@ -82,10 +82,12 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
     nesterovs_momentum : bool, default=True
         Use Nesterov's momentum with 'sgd' when ``momentum > 0``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data  and stop when
-        its R^2 stops improving; the best weights are kept.
+        Hold out ``validation_fraction`` of the data and stop when its R^2
+        stops improving; the best weights are kept. With
+        ``fit(X, y, X_val=..., y_val=...)`` the given set is held out instead.
     validation_fraction : float, default=0.1
-        Share of training data held out for early stopping.
+        Share of training data held out for early stopping. Not used when
+        ``fit`` is given a validation set (``X_val``, ``y_val``).
     beta_1, beta_2 : float, default=0.9, 0.999
         Adam's moment decay rates ('rmsprop' uses ``beta_2``).
     epsilon : float, default=1e-8
@@ -144,9 +146,18 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
     loss_curve_ : list of float
         Loss at the end of each iteration.
     validation_scores_ : list of float or None
-        R^2 on the held-out set after each epoch (early stopping only).
+        R^2 on the held-out rows after each epoch: the early-stopping
+        split, or ``X_val`` when it is passed to ``fit``. None when the fit had
+        no held-out rows.
+    validation_loss_curve_ : list of float or None
+        The training loss on the same held-out rows after each epoch: the
+        same loss and sample weighting as
+        ``loss_curve_``, averaged over the held-out rows, without the penalty
+        term (``loss_curve_`` includes it). None when the fit had no held-out
+        rows, as ``validation_scores_``.
     best_validation_score_ : float or None
-        Best of ``validation_scores_``.
+        Best of ``validation_scores_``; with ``X_val`` and no early stopping
+        the best score seen, the final weights being those of the last epoch.
     t_ : int
         Training samples seen.
     coefs_ : list of ndarray of shape (n_fan_in, n_fan_out)
@@ -287,6 +298,9 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
             )
         return X, y.reshape(y.shape[0], -1)
 
+    def _validate_held_out(self, X_val, y_val):
+        return self._validate_input(X_val, y_val, incremental=False, reset=False)
+
     def _loss_name(self) -> str:
         return self.loss
 
@@ -297,7 +311,16 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         return float(r2_score(y, pred, sample_weight=sample_weight))
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Fit the model to data matrix ``X`` and targets ``y``.
 
         Parameters
@@ -308,13 +331,33 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
             The target values.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val : {array-like, sparse matrix} of shape (n_val, n_features), \
+default=None
+            A validation set, scored (R^2) after every epoch (stochastic
+            solvers only). With ``early_stopping=True`` it replaces the
+            ``validation_fraction`` split (every row of ``X`` trains) and the
+            weights of the best-scoring epoch are kept; without early stopping
+            the scores are recorded in ``validation_scores_`` and
+            ``validation_loss_curve_`` and training stops as usual. In a
+            :class:`~sklearn.pipeline.Pipeline`, ``transform_input=["X_val"]``
+            transforms it like ``X``.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of ``X_val``. Required with ``X_val``.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows.
 
         Returns
         -------
         self : LargeMLPRegressor
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(
+            X,
+            y,
+            sample_weight=sample_weight,
+            incremental=False,
+            validation=(X_val, y_val, sample_weight_val),
+        )
 
     @available_if(_has_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)

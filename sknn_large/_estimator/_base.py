@@ -18,7 +18,14 @@ from sklearn.utils.validation import _check_sample_weight
 from .. import _checkpoint
 from .._checks import check_fit_range
 from .._device import check_device_spec
-from .._engine import _ACTIVATIONS, _LOSSES, _PRECISIONS, _SOLVERS, fit_members
+from .._engine import (
+    _ACTIVATIONS,
+    _LOSSES,
+    _PRECISIONS,
+    _SOLVERS,
+    STOCHASTIC,
+    fit_members,
+)
 from .._engine._solvers import LEARNING_RATES
 from . import _hooks, _plan
 from ._inputs import hidden_sizes
@@ -172,9 +179,26 @@ class BaseLargeMLP(
     def _score_fitted(self, raw, y, sample_weight) -> float:
         """Validation score from raw outputs (accuracy or R^2)."""
 
-    def _class_sample_weight(self, Y):
-        """Per-sample weights implied by the targets (``class_weight``)."""
+    def _class_sample_weight(self, Y, reference=None):
+        """Per-sample weights implied by the targets (``class_weight``).
+
+        With ``reference`` (the training targets), each row of ``Y`` weighs
+        what a training row of its class weighs ('balanced' counts the
+        training classes).
+        """
         return None
+
+    @abstractmethod
+    def _validate_held_out(self, X_val, y_val):
+        """Validate a validation set against the fitted inputs and targets.
+
+        Returns ``X_val`` and its target matrix, encoded as the training
+        targets are.
+        """
+
+    def _label_smoothing(self) -> float:
+        """The label smoothing training uses (the classifier's parameter)."""
+        return 0.0
 
     # ------------------------------------------------------------------ checks
 
@@ -199,11 +223,11 @@ class BaseLargeMLP(
 
     # --------------------------------------------------------------- training
 
-    def _sample_weight(self, sample_weight, X, Y):
+    def _sample_weight(self, sample_weight, X, Y, reference=None):
         """User sample weights times class weights, or None."""
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
-        class_sw = self._class_sample_weight(Y)
+        class_sw = self._class_sample_weight(Y, reference)
         if class_sw is None:
             return sample_weight
         return class_sw if sample_weight is None else sample_weight * class_sw
@@ -218,18 +242,53 @@ class BaseLargeMLP(
             return np.random.RandomState(np.random.SeedSequence().generate_state(1))
         return check_random_state(self.random_state)
 
-    def _prepare_fit(self, X, y, sample_weight, incremental: bool, first_pass: bool):
+    def _held_out(self, validation, Y):
+        """The caller's validation set, checked and encoded; None for none.
+
+        ``validation`` is ``(X_val, y_val, sample_weight_val)`` as passed to
+        ``fit``; the result is encoded as the training data are, class
+        weights included (a validation row weighs what a training row of its
+        class weighs).
+        """
+        X_val, y_val, sw_val = validation
+        if X_val is None and y_val is None:
+            if sw_val is not None:
+                raise ValueError("sample_weight_val is provided without X_val, y_val.")
+            return None
+        if y_val is None:
+            raise ValueError("X_val is provided, but y_val was not provided.")
+        if X_val is None:
+            raise ValueError("y_val is provided, but X_val was not provided.")
+        if self.solver not in STOCHASTIC:
+            raise ValueError(
+                "X_val and y_val need a stochastic solver: solver='lbfgs' has no "
+                "epochs to score the validation set after."
+            )
+        X_val, Y_val = self._validate_held_out(X_val, y_val)
+        if Y_val.shape[1] != Y.shape[1]:
+            raise ValueError(
+                f"y_val has {Y_val.shape[1]} outputs; the training targets have "
+                f"{Y.shape[1]}."
+            )
+        return X_val, Y_val, self._sample_weight(sw_val, X_val, Y_val, reference=Y)
+
+    def _prepare_fit(
+        self, X, y, sample_weight, incremental: bool, first_pass: bool, validation=None
+    ):
         """Validate, encode and set the network up as ``fit`` does.
 
-        Returns ``(X, Y, sample_weight, rng, resume payload or None, the
-        starting random state for checkpoints or None, the checkpoint
-        fingerprint or None)``.
+        ``validation`` is ``(X_val, y_val, sample_weight_val)`` as passed to
+        ``fit`` (or None). Returns ``(X, Y, sample_weight, rng, resume payload
+        or None, the starting random state for checkpoints or None, the
+        checkpoint fingerprint or None, the validated validation set or
+        None)``.
         """
         self._check_params(incremental)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         sample_weight = self._sample_weight(sample_weight, X, Y)
+        held_out = None if validation is None else self._held_out(validation, Y)
         rng = self._random_generator()
-        fp = _hooks.fingerprint(self, X, Y, sample_weight)
+        fp = _hooks.fingerprint(self, X, Y, sample_weight, held_out)
         resume = _hooks.checkpoint_to_resume(self, fp, incremental)
         if resume is not None:
             # Replaying the fit's starting random state rebuilds the same
@@ -243,15 +302,18 @@ class BaseLargeMLP(
         if resume is not None:
             _hooks.resume_from(self, resume)
         check_fit_range(self._param_dtype[0], X, Y, sample_weight)
-        return X, Y, sample_weight, rng, resume, rng_start, fp
+        if held_out is not None:
+            check_fit_range(self._param_dtype[0], *held_out)
+        return X, Y, sample_weight, rng, resume, rng_start, fp, held_out
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False, validation=None):
+        """Train on ``(X, y)``; ``validation`` is ``(X_val, y_val, sw_val)`` or None."""
         first_pass = not hasattr(self, "module_") or (
             not self.warm_start and not incremental
         )
         y_in = y
-        X, Y, sample_weight, rng, resume, rng_start, fp = self._prepare_fit(
-            X, y, sample_weight, incremental, first_pass
+        X, Y, sample_weight, rng, resume, rng_start, fp, held_out = self._prepare_fit(
+            X, y, sample_weight, incremental, first_pass, validation
         )
         ctx = _hooks.begin_callbacks(self, X, y_in, incremental)
         bar = _hooks.progress_bar(self, incremental)
@@ -267,6 +329,7 @@ class BaseLargeMLP(
                 resume is not None,
                 hooks,
                 verbose=0 if bar is not None else None,
+                held_out=held_out,
             )
             self._train(member, feed)
         finally:
@@ -328,6 +391,9 @@ class BaseLargeMLP(
         """
         self._validate_params()
         self._check_params(incremental=False)
+        if self.solver in STOCHASTIC:
+            # Files written before the attribute existed.
+            attributes.setdefault("validation_loss_curve_", None)
         vars(self).update(attributes)
         loss = _LOSSES[self._loss_name()]
         if self.out_activation_ != loss.out_activation:

@@ -18,17 +18,20 @@ _log = logging.getLogger("sknn_large")
 # ------------------------------------------------------------ checkpoints
 
 
-def fingerprint(est, X, Y, sample_weight) -> str | None:
+def fingerprint(est, X, Y, sample_weight, validation=None) -> str | None:
     """What must match for a checkpoint to resume this fit (None: no checkpoint).
 
-    Parameters and data alike (see :func:`~sknn_large._checkpoint.fingerprint`);
+    Parameters and data alike, the validation set passed to ``fit`` included
+    (see :func:`~sknn_large._checkpoint.fingerprint`);
     computed once per fit, before the network is built, so a ``RandomState``
     is hashed in the state the fit starts from.
     """
     if not est.checkpoint:
         return None
     classes = getattr(est, "classes_", None)
-    return _checkpoint.fingerprint(est.get_params(), X, Y, sample_weight, classes)
+    return _checkpoint.fingerprint(
+        est.get_params(), X, Y, sample_weight, classes, validation
+    )
 
 
 def checkpoint_to_resume(est, fp: str | None, incremental: bool) -> dict | None:

@@ -19,7 +19,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from .. import _progress
-from .._data import SharedFeed, as_source, iter_row_blocks, make_feed, rows_to_tensor
+from .._data import (
+    SharedFeed,
+    as_source,
+    as_tensor,
+    iter_row_blocks,
+    make_feed,
+    rows_to_tensor,
+)
 from .._engine import (
     _LOSSES,
     _PRECISIONS,
@@ -129,6 +136,7 @@ def new_network(est, X, Y, rng: np.random.RandomState) -> None:
         state.best_loss = None if est.early_stopping else np.inf
         if est.early_stopping:
             state.validation_scores = []
+            state.validation_loss_curve = []
             state.best_validation_score = -np.inf
 
 
@@ -160,6 +168,7 @@ def train_config(
         loss=est._loss_name(),
         activation=est.activation,
         dropout=float(est.dropout),
+        label_smoothing=float(est._label_smoothing()),
         learning_rate_init=est.learning_rate_init,
         learning_rate=est.learning_rate,
         power_t=est.power_t,
@@ -247,8 +256,19 @@ def holdout_split(est, X, Y, sw, rng):
     return tuple(parts)
 
 
+def _held_out_targets(est, Y_val, sw_val) -> dict:
+    """The held-out targets and weights on the device, for the loss on them."""
+    device, dtype = est.device_, est._param_dtype[0]
+    targets = as_tensor(engine_targets(est, Y_val), device, _target_dtype(est))
+    return {"targets": targets, "sample_weight": as_tensor(sw_val, device, dtype)}
+
+
 def _validation(est, X_val, Y_val, sw_val) -> Validation:
-    """In memory, held-out rows move to the device once; else they stream."""
+    """In memory, held-out rows move to the device once; else they stream.
+
+    ``X_val`` is a :class:`~sknn_large._data.Source`: an early-stopping part
+    of the training data or the caller's validation set.
+    """
     device, dtype = est.device_, est._param_dtype[0]
     X = X_val.X
     if X_val.streams:
@@ -263,19 +283,40 @@ def _validation(est, X_val, Y_val, sw_val) -> Validation:
         def blocks():
             return iter([x])
 
-    return Validation(_scorer(est, Y_val, sw_val), blocks=blocks)
+    return Validation(
+        _scorer(est, Y_val, sw_val),
+        blocks=blocks,
+        **_held_out_targets(est, Y_val, sw_val),
+    )
 
 
 def _early_stops(est, incremental: bool) -> bool:
     return est.early_stopping and not incremental and est.solver in STOCHASTIC
 
 
-def single_member(est, X, Y, sw, rng, incremental, resume, hooks, verbose=None):
-    """The member and the feed of a plain ``fit`` / ``partial_fit``."""
+def _forget_held_out(state: TrainState) -> None:
+    # A fit without held-out rows reports no validation curves (None).
+    state.validation_scores = state.validation_loss_curve = None
+    state.best_validation_score = None
+
+
+def single_member(
+    est, X, Y, sw, rng, incremental, resume, hooks, verbose=None, held_out=None
+):
+    """The member and the feed of a plain ``fit`` / ``partial_fit``.
+
+    ``held_out`` is the caller's validated ``(X_val, Y_val, sw_val)``: it
+    replaces the early-stopping split, and is scored without early stopping.
+    """
     validation, X = None, as_source(X)
-    if _early_stops(est, incremental):
-        X, Y, sw, *held_out = holdout_split(est, X, Y, sw, rng)
-        validation = _validation(est, *held_out)
+    if held_out is not None:
+        X_val, Y_val, sw_val = held_out
+        validation = _validation(est, as_source(X_val), Y_val, sw_val)
+    elif _early_stops(est, incremental):
+        X, Y, sw, *split = holdout_split(est, X, Y, sw, rng)
+        validation = _validation(est, *split)
+    else:
+        _forget_held_out(est._state)
     batch = resolve_batch_size(est, X.shape[0])
     cfg = train_config(est, batch, incremental, resume, verbose)
     feed = make_feed(
@@ -308,21 +349,31 @@ def single_member(est, X, Y, sw, rng, incremental, resume, hooks, verbose=None):
     return member, SharedFeed(feed)
 
 
-def stacked_member(est, rows: np.ndarray, Y, sw, rng, hooks, label: str, verbose=None):
+def stacked_member(
+    est, rows: np.ndarray, Y, sw, rng, hooks, label: str, verbose=None, held_out=None
+):
     """A member training on ``rows`` of a shared ``X`` (see ``_stacked``).
 
     ``Y`` and ``sw`` are the estimator's own (encoded) targets and weights of
     those rows; its early-stopping rows are held out of them exactly as its
-    own ``fit`` would hold them out.
+    own ``fit`` would hold them out. ``held_out`` is its own validation set,
+    as for :func:`single_member`.
     """
     validation = None
     train = np.arange(rows.shape[0])
-    if _early_stops(est, False):
+    if held_out is not None:
+        X_val, Y_val, sw_val = held_out
+        validation = _validation(est, as_source(X_val), Y_val, sw_val)
+    elif _early_stops(est, False):
         train, val = split_rows(est, Y, rng)
         sw_val = None if sw is None else sw[val]
         validation = Validation(
-            _scorer(est, Y[val], sw_val), rows=torch.from_numpy(rows[val])
+            _scorer(est, Y[val], sw_val),
+            rows=torch.from_numpy(rows[val]),
+            **_held_out_targets(est, Y[val], sw_val),
         )
+    else:
+        _forget_held_out(est._state)
     cfg = train_config(
         est, resolve_batch_size(est, train.shape[0]), False, verbose=verbose
     )
@@ -369,6 +420,7 @@ def publish(est, state: TrainState) -> None:
     if est.solver in STOCHASTIC:
         est.best_loss_ = state.best_loss
         est.validation_scores_ = state.validation_scores
+        est.validation_loss_curve_ = state.validation_loss_curve
         est.best_validation_score_ = state.best_validation_score
         est._no_improvement_count = state.no_improvement_count
 

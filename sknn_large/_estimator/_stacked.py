@@ -77,16 +77,20 @@ def max_members(members, device: torch.device, dtype, budget=None) -> int:
 class _Job:
     """One estimator prepared for the stack."""
 
-    def __init__(self, est, X, y, rows, sample_weight, label, bar):
+    def __init__(self, est, X, y, rows, sample_weight, label, bar, validation=None):
         self.est = est
         sw = None if sample_weight is None else sample_weight[rows]
         est._validate_params()
-        Xv, Y, sw, rng, _, _, _ = est._prepare_fit(X[rows], y[rows], sw, False, True)
+        Xv, Y, sw, rng, _, _, _, held_out = est._prepare_fit(
+            X[rows], y[rows], sw, False, True, validation
+        )
         self.ctx = _hooks.begin_callbacks(est, Xv, y[rows], False)
         hooks = _hooks.epoch_hooks(est, None, self.ctx, False, None, bar)
         # The shared bar replaces the members' own verbose=1 lines.
         verbose = 0 if bar is not None and est.verbose == 1 else None
-        self.member = _plan.stacked_member(est, rows, Y, sw, rng, hooks, label, verbose)
+        self.member = _plan.stacked_member(
+            est, rows, Y, sw, rng, hooks, label, verbose, held_out
+        )
         self.key = _plan.stack_key(est, self.member)
         self.rows, self.targets = rows, _plan.engine_targets(est, Y)
         self.X_valid = Xv
@@ -130,13 +134,23 @@ def _train_group(jobs: list[_Job], X: np.ndarray, budget) -> list:
     return [_try(j.finish) for j in jobs]
 
 
-def _fit_alone(est, X, y, rows, sample_weight):
+def _fit_alone(est, X, y, rows, sample_weight, validation):
     sw = None if sample_weight is None else sample_weight[rows]
     sub = X[rows] if hasattr(X, "shape") else [X[i] for i in rows]
-    return est.fit(sub, y[rows], sample_weight=sw)
+    X_val, y_val, sw_val = validation or (None, None, None)
+    return est.fit(
+        sub,
+        y[rows],
+        sample_weight=sw,
+        X_val=X_val,
+        y_val=y_val,
+        sample_weight_val=sw_val,
+    )
 
 
-def fit_many(estimators, X, y, rows=None, sample_weight=None, *, budget=None):
+def fit_many(
+    estimators, X, y, rows=None, sample_weight=None, *, budget=None, validation=None
+):
     """Fit unfitted sknn_large estimators, stacking those that can be.
 
     Parameters
@@ -155,6 +169,9 @@ def fit_many(estimators, X, y, rows=None, sample_weight=None, *, budget=None):
     budget : float, default=None
         Bytes one stack may take: by default half the free memory of an
         accelerator, or 2 GiB on the CPU.
+    validation : tuple or None, default=None
+        ``(X_val, y_val, sample_weight_val)``, one validation set every
+        estimator is scored on after each epoch, as with ``fit(X_val=...)``.
 
     Returns
     -------
@@ -175,11 +192,11 @@ def fit_many(estimators, X, y, rows=None, sample_weight=None, *, budget=None):
             scopes.callback(bar.close)
         for i, (est, r) in enumerate(zip(estimators, rows, strict=True)):
             if not stackable(est, X):
-                out[i] = _try(_fit_alone, est, X, y, r, sample_weight)
+                out[i] = _try(_fit_alone, est, X, y, r, sample_weight, validation)
                 continue
             scopes.enter_context(callback_management_context(est))
             label = f"[member {i}] " if len(estimators) > 1 else ""
-            job = _try(_Job, est, X, y, r, sample_weight, label, bar)
+            job = _try(_Job, est, X, y, r, sample_weight, label, bar, validation)
             if isinstance(job, Exception):
                 out[i] = job
                 continue
