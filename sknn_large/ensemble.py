@@ -52,7 +52,7 @@ class _BaseEnsemble(BaseEstimator):
         params = {name: getattr(self, name) for name in self._member_params}
         return [self._member_class(**{**params, "random_state": int(s)}) for s in seeds]
 
-    def _fit_members(self, X, y, sample_weight):
+    def _fit_members(self, X, y, sample_weight, validation=(None, None, None)):
         X, y = validate_data(
             self,
             X,
@@ -66,7 +66,20 @@ class _BaseEnsemble(BaseEstimator):
             check_classification_targets(y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
-        fitted = fit_many(self._members(), X, y, sample_weight=sample_weight)
+        X_val, y_val, sw_val = validation
+        if X_val is not None:
+            # The members see arrays, as they do for X.
+            X_val = validate_data(
+                self,
+                X_val,
+                accept_sparse=["csr", "csc"],
+                dtype=(np.float64, np.float32),
+                reset=False,
+            )
+        validation = (X_val, None if y_val is None else np.asarray(y_val), sw_val)
+        fitted = fit_many(
+            self._members(), X, y, sample_weight=sample_weight, validation=validation
+        )
         for result in fitted:
             if isinstance(result, BaseException):
                 raise result
@@ -175,6 +188,7 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         "device",
         "precision",
         "class_weight",
+        "label_smoothing",
     )
 
     _parameter_constraints = _constraints(LargeMLPClassifier, _member_params)
@@ -211,6 +225,7 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         device="auto",
         precision="auto",
         class_weight=None,
+        label_smoothing=0.0,
     ):
         self.n_estimators = n_estimators
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -241,9 +256,19 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         self.device = device
         self.precision = precision
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Fit every member on ``(X, y)`` in one vectorised run.
 
         Parameters
@@ -254,13 +279,22 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
             Class labels.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val : array-like of shape (n_val, n_features), default=None
+            A validation set every member is scored on after each epoch, as
+            with the members' own ``fit(X_val=...)``: it replaces their
+            early-stopping split; each member's ``validation_scores_`` and
+            ``validation_loss_curve_`` record it.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of ``X_val``.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows.
 
         Returns
         -------
         self : LargeMLPEnsembleClassifier
             The fitted ensemble.
         """
-        self._fit_members(X, y, sample_weight)
+        self._fit_members(X, y, sample_weight, (X_val, y_val, sample_weight_val))
         self.classes_ = self.estimators_[0].classes_
         self.multilabel_ = type_of_target(y).startswith("multilabel")
         return self
@@ -448,7 +482,16 @@ class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
         self.precision = precision
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Fit every member on ``(X, y)`` in one vectorised run.
 
         Parameters
@@ -459,13 +502,22 @@ class LargeMLPEnsembleRegressor(RegressorMixin, _BaseEnsemble):
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val : array-like of shape (n_val, n_features), default=None
+            A validation set every member is scored on after each epoch, as
+            with the members' own ``fit(X_val=...)``: it replaces their
+            early-stopping split; each member's ``validation_scores_`` and
+            ``validation_loss_curve_`` record it.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of ``X_val``.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows.
 
         Returns
         -------
         self : LargeMLPEnsembleRegressor
             The fitted ensemble.
         """
-        return self._fit_members(X, y, sample_weight)
+        return self._fit_members(X, y, sample_weight, (X_val, y_val, sample_weight_val))
 
     def predict(self, X):
         """Mean of the members' predictions.
