@@ -219,6 +219,7 @@ def test_zero_smoothing_keeps_sklearns_numbers(kind):
         shuffle=False,
         batch_size=50,
         random_state=0,
+        device="cpu",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -282,6 +282,39 @@ def test_checkpoints_fingerprint_the_validation_set(split):
     assert len({plain, one, other}) == 3
 
 
+def test_checkpoint_resumes_a_fit_with_a_validation_set(split, tmp_path, monkeypatch):
+    # A crashed fit with X_val resumes from its checkpoint and ends with the
+    # weights and both validation curves of an uninterrupted run.
+    from sknn_large._engine import _loop
+
+    X, y, X_val, y_val = split
+    kw = dict(KW, early_stopping=True, n_iter_no_change=50, max_iter=6, dropout=0.1)
+    path = tmp_path / "run.ckpt"
+    whole = _quiet(LargeMLPClassifier(**kw).fit, X, y, X_val=X_val, y_val=y_val)
+    real, calls = _loop._run_epoch, {"n": 0}
+
+    def crashing(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash")
+        return real(*args)
+
+    monkeypatch.setattr(_loop, "_run_epoch", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        LargeMLPClassifier(checkpoint=path, **kw).fit(X, y, X_val=X_val, y_val=y_val)
+    monkeypatch.undo()
+    with pytest.raises(_checkpoint.CheckpointError, match="other"):
+        LargeMLPClassifier(checkpoint=path, **kw).fit(
+            X, y, X_val=X_val, y_val=y_val[::-1]
+        )
+    resumed = LargeMLPClassifier(checkpoint=path, **kw)
+    _quiet(resumed.fit, X, y, X_val=X_val, y_val=y_val)
+    assert resumed.validation_scores_ == whole.validation_scores_
+    assert resumed.validation_loss_curve_ == whole.validation_loss_curve_
+    for a, b in zip(resumed.coefs_, whole.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_validation_set_survives_saving(split, tmp_path):
     # validation_loss_curve_ is part of the model file and the pickle.
     import pickle
