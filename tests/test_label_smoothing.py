@@ -219,13 +219,12 @@ def test_zero_smoothing_keeps_sklearns_numbers(kind):
         shuffle=False,
         batch_size=50,
         random_state=0,
-        device="cpu",
     )
+    mine = dict(kw, precision="float64", device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours = LargeMLPClassifier(**kw, precision="float64", label_smoothing=0.0)
-        ours.fit(X, y)
-        default = LargeMLPClassifier(**kw, precision="float64").fit(X, y)
+        ours = LargeMLPClassifier(**mine, label_smoothing=0.0).fit(X, y)
+        default = LargeMLPClassifier(**mine).fit(X, y)
         theirs = MLPClassifier(**kw).fit(X, y)
     assert ours.loss_curve_ == default.loss_curve_
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
