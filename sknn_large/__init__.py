@@ -12,12 +12,15 @@ from ._persist import ModelFileError, load, save
 from ._plotting import TrainingCurveDisplay
 from ._regressor import LargeMLPRegressor
 from ._version import __version__
+from .tabular import TabularMLPClassifier, TabularMLPRegressor
 
 __all__ = [
     "CheckpointError",
     "LargeMLPClassifier",
     "LargeMLPRegressor",
     "ModelFileError",
+    "TabularMLPClassifier",
+    "TabularMLPRegressor",
     "TrainingCurveDisplay",
     "__version__",
     "load",

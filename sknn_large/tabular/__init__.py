@@ -4,8 +4,16 @@
 categories, text, booleans, missing values) into the float32 array an MLP
 trains on: robust-scaled and smoothly clipped numbers, missing indicators,
 one-hot columns and integer codes for learned embeddings.
+``TabularMLPClassifier`` and ``TabularMLPRegressor`` put it in front of an
+ensemble of networks trained together, with defaults chosen on real tables.
 """
 
+from ._estimators import TabularMLPClassifier, TabularMLPRegressor, auto_batch_size
 from ._preprocessing import TabularPreprocessor
 
-__all__ = ["TabularPreprocessor"]
+__all__ = [
+    "TabularMLPClassifier",
+    "TabularMLPRegressor",
+    "TabularPreprocessor",
+    "auto_batch_size",
+]

@@ -247,6 +247,37 @@ def _encode(values: np.ndarray, categories: np.ndarray, has_missing: bool):
 # The transformer
 
 
+def validate_table(estimator, X, *, reset: bool):
+    """``validate_data`` for a table: a DataFrame keeps its columns' dtypes.
+
+    Parameters
+    ----------
+    estimator : BaseEstimator
+        The estimator that records or checks ``n_features_in_`` and
+        ``feature_names_in_``.
+    X : DataFrame or array-like
+        The table.
+    reset : bool
+        Record the width and names (``fit``) or check them.
+
+    Returns
+    -------
+    DataFrame or ndarray
+        ``X`` itself for a DataFrame (names and width checked, values not:
+        ``check_array`` would turn a mixed table into objects), else the
+        checked array, its dtype kept and missing values allowed.
+    """
+    if hasattr(X, "iloc") and hasattr(X, "dtypes"):
+        X = validate_data(estimator, X, reset=reset, skip_check_array=True)
+        if X.shape[0] < 1:
+            raise ValueError(
+                f"Found array with 0 sample(s) (shape={X.shape}) while a "
+                "minimum of 1 is required."
+            )
+        return X
+    return validate_data(estimator, X, reset=reset, dtype=None, ensure_all_finite=False)
+
+
 class TabularPreprocessor(TransformerMixin, BaseEstimator):
     """Robust-scale, smooth-clip and encode a mixed-type table for an MLP.
 
@@ -388,17 +419,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     # -- input -------------------------------------------------------------
 
     def _validate(self, X, *, reset: bool):
-        if hasattr(X, "iloc") and hasattr(X, "dtypes"):
-            # A DataFrame keeps its columns' dtypes: check names and width,
-            # not values (check_array would turn a mixed table into objects).
-            X = validate_data(self, X, reset=reset, skip_check_array=True)
-            if X.shape[0] < 1:
-                raise ValueError(
-                    f"Found array with 0 sample(s) (shape={X.shape}) while a "
-                    "minimum of 1 is required."
-                )
-            return X
-        return validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+        return validate_table(self, X, reset=reset)
 
     # -- fit ---------------------------------------------------------------
 
