@@ -36,6 +36,7 @@ def _mixed_frame(n=200, seed=0):
         TabularPreprocessor(),
         TabularPreprocessor(numeric_transform="quantile", clip=None),
         TabularPreprocessor(max_onehot_categories=0, add_indicator=False),
+        TabularPreprocessor(numeric_bins=4),
     ],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
@@ -239,3 +240,35 @@ def test_pipeline_cross_validation_fits_each_fold():
     )
     scores = cross_val_score(pipe, X, y, cv=3)
     assert scores.shape == (3,) and np.all(scores > 0.5)
+
+
+def test_numeric_bins_are_a_piecewise_linear_encoding():
+    X = _mixed_frame()
+    pre = TabularPreprocessor(numeric_bins=4).fit(X)
+    names = pre.get_feature_names_out().tolist()
+    Z = pre.transform(X)
+    scaled = TabularPreprocessor().fit(X).transform(X)[:, :2]
+    for j, col in enumerate(["income", "age"]):
+        edges = pre.bin_edges_[j]
+        # Quantile edges of the column on its transformed scale, from its
+        # smallest to its largest observed value.
+        seen = scaled[~np.isnan(X[col].to_numpy(float)), j]
+        np.testing.assert_allclose(edges[[0, -1]], [seen.min(), seen.max()], rtol=1e-6)
+        bins = Z[:, [names.index(f"{col}_bin{t}") for t in range(edges.size - 1)]]
+        x = scaled[:, j : j + 1]
+        expected = np.clip((x - edges[:-1]) / np.diff(edges), 0, 1)
+        np.testing.assert_allclose(bins, expected, rtol=1e-5, atol=1e-6)
+        # Bins wholly below x are 1, those above 0: the code is monotone in x
+        # and its sum locates x.
+        order = np.argsort(x[:, 0])
+        assert np.all(np.diff(bins[order].sum(axis=1)) >= -1e-6)
+    # The plain scaled columns are kept in front, unchanged.
+    np.testing.assert_allclose(Z[:, :2], scaled, rtol=1e-6)
+
+
+def test_numeric_bins_skip_columns_of_few_values():
+    X = pd.DataFrame({"flag": [0.0, 1.0] * 20, "x": np.arange(40.0)})
+    pre = TabularPreprocessor(numeric_bins=8).fit(X)
+    assert pre.bin_edges_[0].size == 0
+    assert pre.bin_edges_[1].size == 9
+    assert pre.transform(X).shape == (40, 2 + 8)

@@ -25,6 +25,16 @@ Numeric columns
     close to the identity for ``|x| << c``, bounded by ``±c``, and smooth, so
     that an outlier keeps its sign and rank without dominating a layer.
 
+    With ``numeric_bins=B``, each numeric column also gets a *piecewise-linear
+    encoding* (Gorishniy et al., "On Embeddings for Numerical Features in
+    Tabular Deep Learning", 2022): the training quantiles of the transformed
+    column cut it into at most ``B`` bins, and bin ``t`` with edges
+    ``[lo_t, hi_t)`` contributes ``clip((x - lo_t) / (hi_t - lo_t), 0, 1)``:
+    1 for bins wholly below ``x``, the position of ``x`` inside its own bin,
+    0 above. A first layer can then give every range of a column its own
+    slope, which a single scaled column cannot. Columns of fewer than three
+    distinct values get none.
+
 Categorical columns
     A category is any value seen in the training rows, missing values being a
     category of their own when they occur there. A column with at most
@@ -36,8 +46,8 @@ Categorical columns
     in training -- or a missing value where none was seen -- becomes all-zero
     one-hot columns, 0 on the two-category column, and code 0.
 
-Output columns are, in this order: the numeric columns, their missing
-indicators, the one-hot columns, the integer codes; all float32.
+Output columns are, in this order: the numeric columns, their bins, their
+missing indicators, the one-hot columns, the integer codes; all float32.
 """
 
 from __future__ import annotations
@@ -311,6 +321,11 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         after the numeric transform, which bounds values by ``±c``; ``None``
         applies none.
 
+    numeric_bins : int or None, default=None
+        Add a piecewise-linear encoding of each numeric column over at most
+        this many quantile bins (see the module documentation); ``None``
+        adds none.
+
     max_onehot_categories : int, default=16
         Categorical columns with at most this many training categories
         (missing counted as one) are one-hot encoded; columns with more
@@ -343,6 +358,11 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
 
     quantile_transformer_ : QuantileTransformer or None
         The fitted map of ``"quantile"``; ``None`` for ``"robust"``.
+
+    bin_edges_ : list of ndarray
+        For each numeric column, the edges of its piecewise-linear bins on the
+        transformed scale (empty where it has none, and for every column when
+        ``numeric_bins`` is ``None``).
 
     indicator_features_ : ndarray of int
         Input indices of the numeric columns given a missing indicator.
@@ -397,6 +417,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
         "numeric_transform": [StrOptions({"robust", "quantile"})],
         "clip": [Interval(Real, 0, None, closed="neither"), None],
+        "numeric_bins": [Interval(Integral, 2, None, closed="left"), None],
         "max_onehot_categories": [Interval(Integral, 0, None, closed="left")],
         "add_indicator": ["boolean"],
     }
@@ -407,12 +428,14 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         categorical_features="from_dtype",
         numeric_transform="robust",
         clip=3.0,
+        numeric_bins=None,
         max_onehot_categories=16,
         add_indicator=True,
     ):
         self.categorical_features = categorical_features
         self.numeric_transform = numeric_transform
         self.clip = clip
+        self.numeric_bins = numeric_bins
         self.max_onehot_categories = max_onehot_categories
         self.add_indicator = add_indicator
 
@@ -468,6 +491,24 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                 output_distribution="normal",
                 subsample=None,
             ).fit(imputed)
+        self.bin_edges_ = self._fit_bins(X_num)
+
+    def _fit_bins(self, X_num: np.ndarray) -> list[np.ndarray]:
+        if self.numeric_bins is None:
+            return [np.empty(0) for _ in range(X_num.shape[1])]
+        # Edges on the scale the network sees; missing values are left out.
+        scaled = self._scaled(X_num, np.isnan(X_num))
+        probs = np.linspace(0.0, 1.0, self.numeric_bins + 1)
+        edges = []
+        for j in range(X_num.shape[1]):
+            seen = scaled[~np.isnan(X_num[:, j]), j]
+            # A column of one or two values is all its bins would say.
+            if np.unique(seen).size < 3:
+                edges.append(np.empty(0))
+                continue
+            e = np.unique(np.quantile(seen, probs))
+            edges.append(e if e.size >= 3 else np.empty(0))
+        return edges
 
     def _fit_categorical(self, X) -> None:
         self.categories_, self._known, self._has_missing = [], [], []
@@ -515,6 +556,13 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
     def _transform_numeric(self, X) -> list[np.ndarray]:
         X_num = _numeric_block(X, self.numeric_features_)
         missing = np.isnan(X_num)
+        X_num = self._scaled(X_num, missing)
+        blocks = [X_num, *self._bins(X_num)]
+        if self._indicator_mask is not None:
+            blocks.append(missing[:, self._indicator_mask].astype(np.float64))
+        return blocks
+
+    def _scaled(self, X_num: np.ndarray, missing: np.ndarray) -> np.ndarray:
         X_num = np.where(missing, self.center_, X_num)
         if self.quantile_transformer_ is not None:
             X_num = self.quantile_transformer_.transform(X_num)
@@ -522,9 +570,15 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
             X_num = (X_num - self.center_) / self.scale_
         if self.clip is not None:
             X_num = _smooth_clip(X_num, self.clip)
-        if self._indicator_mask is None:
-            return [X_num]
-        return [X_num, missing[:, self._indicator_mask].astype(np.float64)]
+        return X_num
+
+    def _bins(self, X_num: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for j, edges in enumerate(self.bin_edges_):
+            if edges.size:
+                low, high = edges[:-1], edges[1:]
+                out.append(np.clip((X_num[:, j : j + 1] - low) / (high - low), 0, 1))
+        return out
 
     def _transform_categorical(self, X) -> list[np.ndarray]:
         n = X.shape[0]
@@ -551,6 +605,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
 
     def _output_names(self, names_in) -> list[str]:
         names = [str(names_in[j]) for j in self.numeric_features_]
+        for j, edges in zip(self.numeric_features_, self.bin_edges_, strict=True):
+            names += [f"{names_in[j]}_bin{t}" for t in range(edges.size - 1)]
         names += [f"missingindicator_{names_in[j]}" for j in self.indicator_features_]
         for k, j in enumerate(self.categorical_features_):
             if j in self.ordinal_features_:
@@ -573,7 +629,8 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         Returns
         -------
         feature_names_out : ndarray of str objects
-            The numeric column names, ``missingindicator_<name>``,
+            The numeric column names, ``<name>_bin<t>`` for their bins,
+            ``missingindicator_<name>``,
             ``<name>_<category>`` for one-hot columns (only the second
             category of a two-category column) and ``<name>_code`` for codes.
         """
