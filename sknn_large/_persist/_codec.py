@@ -31,6 +31,22 @@ _LABEL_BINARIZER_FIELDS = {
     "classes_",
 }
 _DEVICE_TEXT = re.compile(r"(cpu|mps|cuda)(:[0-9]{1,4})?")
+# Arrays of more than one dimension (a quantile table) travel as tensors, byte
+# for byte; these are the numpy dtypes they may have, and their torch twins.
+_TENSOR_ARRAY_DTYPES = {
+    np.dtype(name): dt
+    for name, dt in (
+        ("bool", torch.bool),
+        ("uint8", torch.uint8),
+        ("int8", torch.int8),
+        ("int16", torch.int16),
+        ("int32", torch.int32),
+        ("int64", torch.int64),
+        ("float16", torch.float16),
+        ("float32", torch.float32),
+        ("float64", torch.float64),
+    )
+}
 
 
 class _Encoder:
@@ -38,10 +54,17 @@ class _Encoder:
 
     Plain dicts keep their form when every key is a string not starting with
     ``__``; everything else is a one-key object whose key is a ``__tag__``.
+    Arrays of one dimension (labels, names, categories, statistics) are JSON
+    lists; numeric arrays of other shapes are tensors, named by reference.
     """
 
     def __init__(self):
         self.tensors: dict[str, torch.Tensor] = {}
+
+    def _add(self, tensor: torch.Tensor) -> dict:
+        name = f"state.{len(self.tensors)}"
+        self.tensors[name] = tensor
+        return {"__tensor__": name}
 
     def __call__(self, obj):
         if isinstance(obj, np.generic):
@@ -60,11 +83,9 @@ class _Encoder:
 
     def _tagged(self, obj):
         if isinstance(obj, torch.Tensor):
-            name = f"state.{len(self.tensors)}"
-            self.tensors[name] = obj.detach().cpu().contiguous()
-            return {"__tensor__": name}
+            return self._add(obj.detach().cpu().contiguous())
         if isinstance(obj, np.ndarray):
-            return {"__ndarray__": [obj.dtype.str, list(obj.shape), self(obj.tolist())]}
+            return {"__ndarray__": [obj.dtype.str, list(obj.shape), self._values(obj)]}
         if isinstance(obj, torch.dtype):
             return {"__torch_dtype__": str(obj).removeprefix("torch.")}
         if isinstance(obj, np.dtype):
@@ -81,9 +102,36 @@ class _Encoder:
             return {"__label_binarizer__": self(vars(obj))}
         raise TypeError(f"A model file cannot hold a {type(obj).__name__}: {obj!r}")
 
+    def _values(self, array: np.ndarray):
+        if array.ndim != 1:
+            if array.ndim < 2 or array.dtype not in _TENSOR_ARRAY_DTYPES:
+                raise TypeError(
+                    f"A model file cannot hold a {array.ndim}-D array of {array.dtype}."
+                )
+            return self._add(torch.from_numpy(np.array(array, order="C")))
+        # An object array may hold numpy scalars: stored as the Python values
+        # they equal (a category np.int64(3) is read back as 3).
+        return self(
+            [v.item() if isinstance(v, np.generic) else v for v in array.tolist()]
+        )
+
 
 def _dataclass_dict(obj) -> dict:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+class _Budget:
+    """Bytes decoding may still allocate; every record of a file draws on it."""
+
+    def __init__(self, nbytes: int):
+        self.left = nbytes
+
+    def charge(self, nbytes: int) -> None:
+        if nbytes > self.left:
+            raise _corrupt(
+                f"it asks for {nbytes} bytes, more than its size can justify."
+            )
+        self.left -= nbytes
 
 
 class _Decoder:
@@ -91,13 +139,14 @@ class _Decoder:
 
     Everything it allocates beyond the parsed JSON itself (arrays) is charged
     to ``budget`` bytes, checked before the allocation: a file cannot make it
-    allocate more than a small multiple of its own size.
+    allocate more than a small multiple of its own size. The decoders of the
+    records of one composite file share one :class:`_Budget`.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], budget: int):
+    def __init__(self, tensors: dict[str, torch.Tensor], budget):
         self.tensors = tensors
         self.used: set[str] = set()
-        self.budget = budget
+        self.budget = budget if isinstance(budget, _Budget) else _Budget(budget)
         self._allowed = None  # tags allowed in the value being decoded
         self._kinds = _ARRAY_KINDS  # array dtype kinds allowed there
         self._tags = {
@@ -145,11 +194,7 @@ class _Decoder:
         return self._tags[tag](obj[tag])
 
     def _charge(self, nbytes: int) -> None:
-        if nbytes > self.budget:
-            raise _corrupt(
-                f"it asks for {nbytes} bytes, more than its size can justify."
-            )
-        self.budget -= nbytes
+        self.budget.charge(nbytes)
 
     def _list(self, value) -> list:
         if not isinstance(value, list):
@@ -193,6 +238,8 @@ class _Decoder:
             raise _corrupt("an array is malformed.")
         dtype_str, shape, values = value
         dtype = self._array_dtype(dtype_str)
+        if isinstance(values, dict):
+            return self._tensor_array(dtype, shape, values)
         # One dimension: every array a fitted model holds is a list of labels,
         # names or keys.
         if not (
@@ -216,6 +263,22 @@ class _Decoder:
             out[:] = values
             return out
         return np.array(values, dtype=dtype)
+
+    def _tensor_array(self, dtype: np.dtype, shape, ref) -> np.ndarray:
+        """An array of two or more dimensions, stored as a tensor of the file."""
+        tensor = self._decode(ref)  # the tags allowed here decide if it may
+        if not (
+            isinstance(tensor, torch.Tensor)
+            and isinstance(shape, list)
+            and len(shape) >= 2
+            and dtype in _TENSOR_ARRAY_DTYPES
+            and dtype.isnative
+            and tensor.dtype == _TENSOR_ARRAY_DTYPES[dtype]
+            and list(tensor.shape) == shape
+        ):
+            raise _corrupt("an array stored as a tensor is malformed.")
+        self._charge(tensor.numel() * dtype.itemsize)
+        return tensor.numpy().copy()
 
     def _array_dtype(self, dtype_str) -> np.dtype:
         text = _str(dtype_str)
