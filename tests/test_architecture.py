@@ -151,6 +151,7 @@ def _private_estimator_names() -> set[str]:
         "sknn_large._persist._save",
         "sknn_large._persist._restore",
         "sknn_large._persist._schema",
+        "sknn_large._persist._composite",
         "sknn_large._persist._codec",
         "sknn_large._persist._format",
         "sknn_large._onnx",

@@ -17,9 +17,17 @@ from .._io import NotARegularFileError, open_regular, read_exactly
 from ._errors import ModelFileError, _corrupt, _unreadable
 
 FORMAT = "sknn_large"
-FORMAT_VERSION = 1
+# 2: composites (ensembles, tabular models) with members' records and
+# prefixed tensors. A file of version 1 is a network's, and still loads.
+FORMAT_VERSION = 2
 # As safetensors itself: a header this large is not a model file's.
 _MAX_HEADER_BYTES = 100_000_000
+# A record's own tensors are module.* and state.*; a member's carry its
+# attribute (and index in a list) before them: ensemble_.estimators_.0.module.*
+_TENSOR_NAME = re.compile(
+    r"(?:[a-z][a-z0-9_]{0,62}_\.(?:[0-9]{1,9}\.)?){0,4}"
+    r"(?:module|state)\.[A-Za-z0-9_.]{1,200}"
+)
 _SAFETENSORS_ITEMSIZE = {
     "BOOL": 1,
     "U8": 1,
@@ -108,7 +116,7 @@ def _check_header(header: dict, body_bytes: int) -> dict:
             continue
         if not (
             isinstance(name, str)
-            and re.fullmatch(r"(module|state)\.[A-Za-z0-9_.]{1,200}", name)
+            and _TENSOR_NAME.fullmatch(name)
             and isinstance(info, dict)
             and set(info) == {"dtype", "shape", "data_offsets"}
             and isinstance(info["dtype"], str)

@@ -1,12 +1,15 @@
 """The schema of a model file's fitted attributes, and the checks of their values.
 
 Which attributes exist and the JSON form of each come from here, not from
-the file; decoded values are checked against what ``fit`` would set.
+the file; decoded values are checked against what ``fit`` would set. A
+:class:`Kind` gathers this for one estimator class; this module has the
+kinds of the two networks, ``_composite`` those built of members.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,15 +17,57 @@ import torch
 from sklearn.preprocessing import LabelBinarizer
 
 from .._classifier import LargeMLPClassifier
-from .._engine import STOCHASTIC, TrainConfig, TrainState, from_torch_state
+from .._engine import STOCHASTIC, TrainConfig, TrainState, build_mlp, from_torch_state
 from .._engine._network import _OUT_ACTIVATIONS
 from .._estimator import hidden_sizes as _hidden_sizes
 from .._regressor import LargeMLPRegressor
 from ._codec import _ARRAY_KINDS, _TORCH_FLOATS
 from ._errors import ModelFileError, _corrupt
 
-# The only classes a file can name; nothing is imported by name from a file.
-_ESTIMATORS = {cls.__name__: cls for cls in (LargeMLPClassifier, LargeMLPRegressor)}
+
+@dataclass(frozen=True)
+class Slot:
+    """A fitted attribute of a composite that holds nested estimators.
+
+    Its members are stored as records of their own (as a file of theirs
+    would hold them), their tensors under the prefix ``<attribute>.`` or
+    ``<attribute>.<i>.``. The class of a member comes from here, never from
+    the file.
+    """
+
+    cls: type  # the one class its members have
+    many: bool = False  # a list of members; else one member
+    optional: bool = False  # the one member may be None (see the kind's check)
+    count: Callable | None = None  # estimator -> how many members fit makes
+    # Parameters the composite and its member share by name are equal, but
+    # for these, which fit chooses for the member itself.
+    derived: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a model file may hold for one estimator class, and its checks.
+
+    ``forms`` names the fitted attributes stored as JSON (each with the JSON
+    forms it may take), ``required`` those that must be there, ``kinds`` the
+    dtype kinds of the arrays in them; ``slots`` the attributes holding
+    members, ``derived`` the fitted attributes rebuilt on load rather than
+    stored. ``check(estimator, attributes, tensors)`` checks the decoded
+    attributes (members already rebuilt) against each other and the
+    parameters, and may complete them (the network from its ``module.*``
+    tensors when ``network``).
+    """
+
+    cls: type
+    forms: Mapping[str, frozenset[str]]
+    required: frozenset[str]
+    check: Callable[..., None]
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    slots: Mapping[str, Slot] = field(default_factory=dict)
+    derived: frozenset[str] = frozenset()
+    network: bool = False
+
+
 # Fitted attributes a loaded model must have (beyond those checked by predicting).
 _REQUIRED = {
     "n_features_in_",
@@ -58,13 +103,10 @@ _PARAM_TAGS = frozenset(
 )
 
 
-def _check_attribute_names(cls, attributes: dict) -> None:
+def _check_attribute_names(kind: Kind, attributes: dict) -> None:
     # The schema, not the file, says which attributes exist.
-    bad = [k for k in attributes if k not in _ATTRIBUTE_FORMS]
-    required = _REQUIRED | (
-        _REQUIRED_CLASSIFIER if cls is LargeMLPClassifier else set()
-    )
-    missing = required - set(attributes)
+    bad = [k for k in attributes if k not in kind.forms]
+    missing = kind.required - set(attributes)
     if bad or missing:
         raise ModelFileError(
             "The model file's fitted attributes are wrong:"
@@ -81,16 +123,56 @@ def _json_form(value) -> str:
     return type(value).__name__
 
 
-def _decode_attribute(decode, name: str, raw):
+def _decode_attribute(decode, kind: Kind, name: str, raw):
     # The form is checked on the raw JSON, before anything is built from it.
-    forms = _ATTRIBUTE_FORMS[name]
+    forms = kind.forms[name]
     if _json_form(raw) not in forms:
         raise _corrupt(
             f"attribute {name!r} is a {_json_form(raw)}, not {sorted(forms)}."
         )
-    if name in _ARRAY_ATTRIBUTE_KINDS:
-        return decode(raw, kinds=_ARRAY_ATTRIBUTE_KINDS[name])
+    if name in kind.kinds:
+        return decode(raw, kinds=kind.kinds[name])
     return decode(raw)
+
+
+def _check_network(est, attributes: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """The check of a network's kind: attributes, weights, training state."""
+    if attributes.get("loss", est.loss) != est.loss:
+        raise _corrupt("its loss is not the estimator's.")
+    _check_attributes(est, attributes)
+    attributes["module_"] = _rebuild_module(est, attributes, tensors)
+    _check_train_state(est, attributes)
+
+
+def _rebuild_module(
+    est, attributes: dict, tensors: dict[str, torch.Tensor]
+) -> torch.nn.Module:
+    """The network from the parameters, checked against the stored weights."""
+    with torch.device("meta"):  # shapes only: nothing is allocated yet
+        module = build_mlp(
+            attributes["n_features_in_"],
+            _hidden_sizes(est.hidden_layer_sizes),
+            attributes["n_outputs_"],
+            activation=est.activation,
+            dropout=est.dropout,
+        )
+    expected = module.state_dict()
+    weights = {k[7:]: v for k, v in tensors.items() if k.startswith("module.")}
+    if set(weights) != set(expected):
+        raise ModelFileError(
+            "The model file's weights do not match its architecture: expected"
+            f" {sorted(expected)}, found {sorted(weights)}."
+        )
+    dtype = attributes["_param_dtype"][0]
+    for name, ref in expected.items():
+        got = weights[name]
+        if got.shape != ref.shape or got.dtype != dtype:
+            raise ModelFileError(
+                f"The model file's weight {name!r} is {tuple(got.shape)} {got.dtype};"
+                f" the architecture needs {tuple(ref.shape)} {dtype}."
+            )
+    module.load_state_dict(weights, assign=True)
+    return module
 
 
 def _check_attributes(est, attributes: dict) -> None:
@@ -308,4 +390,24 @@ _STATE_CHECKS = {
     "interrupted": _instance(bool),
     "diverged": _instance(bool),
     "messages": _list_of(_instance(str)),
+}
+
+
+def _network_kind(cls, required: frozenset[str]) -> Kind:
+    return Kind(
+        cls=cls,
+        forms=_ATTRIBUTE_FORMS,
+        required=frozenset(required),
+        check=_check_network,
+        kinds=_ARRAY_ATTRIBUTE_KINDS,
+        derived=frozenset(_DERIVED),
+        network=True,
+    )
+
+
+NETWORK_KINDS = {
+    "LargeMLPClassifier": _network_kind(
+        LargeMLPClassifier, _REQUIRED | _REQUIRED_CLASSIFIER
+    ),
+    "LargeMLPRegressor": _network_kind(LargeMLPRegressor, _REQUIRED),
 }
