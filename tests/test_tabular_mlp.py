@@ -13,8 +13,13 @@ from sklearn.preprocessing import FunctionTransformer
 from sknn_large import TabularMLPClassifier, TabularMLPRegressor
 from sknn_large.tabular import TabularPreprocessor, auto_batch_size
 
-# Small networks and few members keep each fit well under a second.
-FAST = {"n_estimators": 3, "hidden_layer_sizes": (32,), "max_iter": 40}
+# Small networks, few members and a higher rate keep each fit well under a second.
+FAST = {
+    "n_estimators": 3,
+    "hidden_layer_sizes": (32,),
+    "max_iter": 40,
+    "learning_rate_init": 0.01,
+}
 
 
 def _table(n=300, seed=0):
@@ -127,7 +132,8 @@ def test_tiny_training_sets_train_without_a_hold_out():
 
 
 @pytest.mark.parametrize(
-    ("n_train", "expected"), [(10, 10), (100, 64), (4000, 250), (100_000, 512)]
+    ("n_train", "expected"),
+    [(10, 10), (100, 32), (1000, 250), (4000, 512), (100_000, 512)],
 )
 def test_auto_batch_size(n_train, expected):
     assert auto_batch_size(n_train) == expected
