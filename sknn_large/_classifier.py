@@ -6,7 +6,6 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
@@ -403,9 +402,17 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
     def _score_fitted(self, raw, y, sample_weight) -> float:
         if not np.isfinite(raw).all():
             return np.nan
-        labels = self._label_binarizer.inverse_transform(self._decision(raw))
-        truth = self._label_binarizer.inverse_transform(y)
-        return float(accuracy_score(truth, labels, sample_weight=sample_weight))
+        # accuracy_score of the decoded labels, computed on the encoded ones:
+        # it runs after every epoch of every member, where sklearn's target
+        # checks would cost more than the scoring itself.
+        decision = self._decision(raw)
+        if self._label_binarizer.y_type_ == "multiclass":
+            correct = decision.argmax(axis=1) == np.asarray(y).argmax(axis=1)
+        else:  # binary and multilabel: LabelBinarizer's 0.5 threshold
+            n = decision.shape[0]
+            pred = decision.reshape(n, -1) > 0.5
+            correct = np.all(pred == (np.asarray(y).reshape(n, -1) > 0.5), axis=1)
+        return float(np.average(correct, weights=sample_weight))
 
     def _decision(self, raw):
         out = self._output(raw)

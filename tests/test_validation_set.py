@@ -326,3 +326,30 @@ def test_validation_set_survives_saving(split, tmp_path):
     for loaded in (from_bytes(to_bytes(clf)), pickle.loads(pickle.dumps(clf))):
         assert loaded.validation_loss_curve_ == clf.validation_loss_curve_
         assert loaded.validation_scores_ == clf.validation_scores_
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_epoch_scores_are_accuracy_score_of_the_labels(split, kind, weighted):
+    # The per-epoch score is computed on the encoded targets; it must equal
+    # sklearn's accuracy_score of the decoded labels for every target kind.
+    X, y, X_val, y_val = split
+    names = np.array(["setosa", "versicolor", "virginica"])
+    targets = {
+        "multiclass": lambda t: names[t],
+        "binary": lambda t: names[(t > 0).astype(int)],
+        "multilabel": lambda t: np.column_stack([t > 0, t == 1, t < 2]).astype(int),
+    }[kind]
+    sw_val = np.linspace(0.5, 2.0, len(y_val)) if weighted else None
+    clf = LargeMLPClassifier(**KW)
+    _quiet(
+        clf.fit,
+        X,
+        targets(y),
+        X_val=X_val,
+        y_val=targets(y_val),
+        sample_weight_val=sw_val,
+    )
+    assert clf.validation_scores_[-1] == pytest.approx(
+        clf.score(X_val, targets(y_val), sample_weight=sw_val), abs=1e-12
+    )
