@@ -205,6 +205,10 @@ def split_rows(est, Y, rng) -> tuple[np.ndarray, np.ndarray]:
     the same ``rng`` gives the same split whatever holds the rows.
     """
     stratify = Y if is_classifier(est) and est.n_outputs_ == 1 else None
+    if stratify is not None and stratify.ndim == 2:
+        # The strings train_test_split makes of an (n, 1) column's rows, made
+        # at once instead of row by row (same split, same error messages).
+        stratify = stratify[:, 0].astype(str)
     rows = np.arange(Y.shape[0])
     train, val = train_test_split(
         rows, random_state=rng, test_size=est.validation_fraction, stratify=stratify
