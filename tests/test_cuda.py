@@ -103,3 +103,22 @@ def test_cuda_graphs_match_the_plain_path(monkeypatch, params):
         np.testing.assert_allclose(
             plain.predict_proba(X), graphed.predict_proba(X), atol=2e-3
         )
+
+
+def test_tabular_models_train_on_cuda_and_predict_on_cpu():
+    # TabularMLP's ensemble trains on the GPU with device="auto", agrees with
+    # a CPU fit of the same seed, and its pickle predicts on the CPU.
+    import pandas as pd
+
+    from sknn_large import TabularMLPClassifier
+
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"x": rng.normal(size=400), "c": rng.choice(["a", "b", "c"], 400)})
+    y = (X["x"] + (X["c"] == "a") > 0.5).astype(int)
+    kw = dict(n_estimators=3, hidden_layer_sizes=(32,), random_state=0)
+    gpu = TabularMLPClassifier(precision="float64", **kw).fit(X, y)
+    assert all(m.device_.type == "cuda" for m in gpu.ensemble_.estimators_)
+    cpu = TabularMLPClassifier(device="cpu", precision="float64", **kw).fit(X, y)
+    np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-3)
+    again = pickle.loads(pickle.dumps(gpu))
+    np.testing.assert_array_equal(again.predict(X), gpu.predict(X))

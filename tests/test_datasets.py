@@ -111,11 +111,19 @@ def test_bench_tabular_runs_on_a_tiny_subset(tmp_path, capsys):
 
     out = tmp_path / "r.json"
     bench_tabular.main(
-        "--datasets wage,oj_purchase --models sklearn_mlp,hgb,tabular_mlp"
-        f" --folds 2 --max-rows 200 --threads 1 --out {out}".split()
+        [
+            *"--datasets wage,oj_purchase --models sklearn_mlp,hgb,tabular_mlp"
+            f" --folds 2 --max-rows 200 --threads 1 --out {out}".split(),
+            # A candidate default, label_smoothing applying to the classifier only.
+            "--tabular-params",
+            '{"n_estimators": 2, "label_smoothing": 0.0}',
+        ]
     )
     table = capsys.readouterr().out
     assert table.startswith("CPU: ")
     assert "| wage | reg | 200 × 9 |" in table
     result = json.loads(out.read_text())
     assert len(result["results"]["oj_purchase"]["hgb"]["scores"]) == 2
+    for name in ("wage", "oj_purchase"):
+        assert len(result["results"][name]["tabular_mlp"]["scores"]) == 2
+    assert result["tabular_params"] == {"n_estimators": 2, "label_smoothing": 0.0}

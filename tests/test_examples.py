@@ -52,6 +52,11 @@ EXPECTED_OUTPUT = {
         "test accuracy=",
         "module_ parameters on:",
     ],
+    "plot_tabular.py": [
+        "sklearn MLPRegressor: R2=",
+        "TabularMLPRegressor: R2=",
+        "HistGradientBoosting: R2=",
+    ],
     "plot_compare_sklearn.py": [
         "MLPClassifier: epochs=",
         "LargeMLPClassifier: epochs=",
