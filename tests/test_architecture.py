@@ -17,6 +17,7 @@ _ON_TOP = {
     "sknn_large._plotting",
     "sknn_large.model_selection",
     "sknn_large.ensemble",
+    "sknn_large.tabular",
 }
 
 
@@ -155,6 +156,7 @@ def _private_estimator_names() -> set[str]:
         "sknn_large._persist._codec",
         "sknn_large._persist._format",
         "sknn_large._onnx",
+        "sknn_large.tabular._estimators",
     ],
 )
 def test_layers_on_top_use_no_private_estimator_members(module):
