@@ -336,6 +336,10 @@ class LargeMLPEnsembleClassifier(ClassifierMixin, _BaseEnsemble):
         proba = self.predict_proba(X)
         if self.multilabel_:
             return (proba > 0.5).astype(int)
+        if len(self.classes_) == 1:
+            # One class seen in fit: the members' logistic output has two
+            # columns but only one label to give, as their own predict does.
+            return np.full(proba.shape[0], self.classes_[0])
         return self.classes_[np.argmax(proba, axis=1)]
 
 

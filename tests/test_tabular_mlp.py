@@ -11,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from sknn_large import TabularMLPClassifier, TabularMLPRegressor
+from sknn_large.ensemble import LargeMLPEnsembleClassifier
 from sknn_large.tabular import TabularPreprocessor, auto_batch_size
 
 # Small networks, few members and a higher rate keep each fit well under a second.
@@ -190,3 +191,13 @@ def test_clear_errors():
         TabularMLPRegressor(**FAST).fit(X, np.where(score > 0, np.nan, score))
     with pytest.raises(ValueError, match="label_smoothing"):
         TabularMLPClassifier(label_smoothing=1.0).fit(X, score > 0)
+
+
+@pytest.mark.parametrize("Est", [TabularMLPClassifier, LargeMLPEnsembleClassifier])
+def test_one_class_predicts_that_class(Est):
+    # Trained on a single label, the ensemble predicts it for every row, even
+    # where a barely trained logistic output is above one half.
+    rng = np.random.RandomState(0)
+    X, y = rng.uniform(size=(10, 3)), np.full(10, "only")
+    est = Est(n_estimators=2, max_iter=1, random_state=0).fit(X, y)
+    assert est.predict(rng.uniform(-50, 50, size=(20, 3))).tolist() == ["only"] * 20
