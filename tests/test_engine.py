@@ -156,3 +156,59 @@ def test_training_uses_only_cores_no_other_process_is_busy_on(monkeypatch):
     # busy core: 3 then back to 4; idle: untouched; tiny: 1; all busy: 1.
     assert seen == [3, 4, 1, 4, 1, 4]
     assert before >= 1
+
+
+@pytest.mark.parametrize("task", ["regression", "binary"])
+@pytest.mark.parametrize("stacked", [False, True])
+def test_early_stopping_keeps_the_best_epochs_weights(task, stacked):
+    # The restored weights are exactly those of the best validation epoch, for
+    # every layer: a fit run for that many epochs ends on the same weights.
+    # (A one-unit output layer once came back as a view of the live weights.)
+    from sklearn.datasets import make_classification, make_regression
+
+    from sknn_large.ensemble import (
+        LargeMLPEnsembleClassifier,
+        LargeMLPEnsembleRegressor,
+    )
+
+    if task == "regression":
+        X, y = make_regression(300, 6, noise=60, random_state=0)
+        y = (y - y.mean()) / y.std()
+        Est, Ens = LargeMLPRegressor, LargeMLPEnsembleRegressor
+    else:
+        X, y = make_classification(300, 6, flip_y=0.2, random_state=0)
+        Est, Ens = LargeMLPClassifier, LargeMLPEnsembleClassifier
+    X_val, y_val, X, y = X[200:], y[200:], X[:200], y[:200]
+    kw = dict(
+        hidden_layer_sizes=(64,),
+        max_iter=60,
+        learning_rate_init=0.02,
+        precision="float64",
+    )
+    if stacked:
+        ens = Ens(
+            n_estimators=2,
+            early_stopping=True,
+            n_iter_no_change=60,
+            random_state=0,
+            **kw,
+        )
+        members = ens.fit(X, y, X_val=X_val, y_val=y_val).estimators_
+    else:
+        members = [
+            Est(early_stopping=True, n_iter_no_change=60, random_state=0, **kw).fit(
+                X, y, X_val=X_val, y_val=y_val
+            )
+        ]
+    for m in members:
+        best = int(np.argmax(m.validation_scores_)) + 1
+        assert best < m.n_iter_, "the test needs a best epoch before the last"
+        alone = Est(**{**kw, "max_iter": best}, random_state=m.random_state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # max_iter reached
+            alone.fit(X, y)
+        for a, b in zip(
+            m.coefs_ + m.intercepts_, alone.coefs_ + alone.intercepts_, strict=True
+        ):
+            # Bit for bit alone; a stack orders its sums differently.
+            np.testing.assert_allclose(a, b, rtol=1e-10 if stacked else 0, atol=0)

@@ -121,7 +121,11 @@ class ParamStack:
         """One member's flat vector as ``module.parameters()`` would list it."""
         out = []
         for (o, fi, fo), (ob, _) in zip(self._w_spans, self._b_spans, strict=True):
-            out.append(flat[o : o + fi * fo].view(fi, fo).T.contiguous())
+            # A copy always: .contiguous() alone returns a view of theta when
+            # fi or fo is 1 (an output layer of one unit), which later steps
+            # would overwrite.
+            w = flat[o : o + fi * fo].view(fi, fo).T
+            out.append(w.clone(memory_format=torch.contiguous_format))
             out.append(flat[ob : ob + fo].clone())
         return out
 
