@@ -201,3 +201,45 @@ def test_one_class_predicts_that_class(Est):
     X, y = rng.uniform(size=(10, 3)), np.full(10, "only")
     est = Est(n_estimators=2, max_iter=1, random_state=0).fit(X, y)
     assert est.predict(rng.uniform(-50, 50, size=(20, 3))).tolist() == ["only"] * 20
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_own_validation_table_chooses_the_best_epoch(task):
+    # X_val goes through the fitted preprocessing (and y_val through the
+    # target scaling); every network keeps the weights of its best epoch on it.
+    X, score = _table(n=400)
+    X_val, score_val = _table(n=150, seed=1)
+    if task == "classification":
+        Est, y, y_val = TabularMLPClassifier, score > 0, score_val > 0
+    else:
+        Est, y, y_val = TabularMLPRegressor, score, score_val
+    est = Est(random_state=0, **FAST).fit(X, y, X_val=X_val, y_val=y_val)
+    Z_val = est.preprocessor_.transform(X_val)
+    if task == "regression":
+        y_val = (y_val - est.target_mean_[0]) / est.target_scale_[0]
+    for m in est.ensemble_.estimators_:
+        assert m.early_stopping
+        assert len(m.validation_scores_) == m.n_iter_
+        assert max(m.validation_scores_) == pytest.approx(m.score(Z_val, y_val))
+        # Every training row trained: no rows were held out of X.
+        assert m.batch_size == auto_batch_size(len(X))
+
+
+def test_validation_table_is_routed_through_a_search():
+    import sklearn
+
+    X, score = _table(n=300)
+    X_val, score_val = _table(n=100, seed=1)
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = TabularMLPClassifier(random_state=0, **FAST).set_fit_request(
+            X_val=True, y_val=True
+        )
+        search = GridSearchCV(clf, {"alpha": [1e-4, 1e-2]}, cv=2).fit(
+            X, score > 0, X_val=X_val, y_val=score_val > 0
+        )
+    best = search.best_estimator_
+    Z_val = best.preprocessor_.transform(X_val)
+    member = best.ensemble_.estimators_[0]
+    assert max(member.validation_scores_) == pytest.approx(
+        member.score(Z_val, score_val > 0)
+    )

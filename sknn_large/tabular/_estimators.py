@@ -117,7 +117,7 @@ class _BaseTabularMLP(BaseEstimator):
             return bool(n_val >= len(counts) and counts.min() >= 2)
         return True
 
-    def _fit_tabular(self, X, y, sample_weight):
+    def _fit_tabular(self, X, y, sample_weight, validation):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y"
@@ -129,9 +129,19 @@ class _BaseTabularMLP(BaseEstimator):
         ).fit(X)
         Z = self.preprocessor_.transform(X)
         y = self._encode_target(y, Z.shape[0])
-        holds_out = self._holds_out(y)
+        X_val, y_val, sw_val = validation
+        if X_val is not None:
+            X_val = self.preprocessor_.transform(
+                validate_table(self, X_val, reset=False)
+            )
+        if y_val is not None:
+            y_val = self._encode_val_target(y_val)
+        # The caller's validation set replaces the held-out rows.
+        holds_out = X_val is not None or self._holds_out(y)
         n_train = len(y) - (
-            int(np.ceil(self.validation_fraction * len(y))) if holds_out else 0
+            int(np.ceil(self.validation_fraction * len(y)))
+            if holds_out and X_val is None
+            else 0
         )
         batch = (
             auto_batch_size(n_train)
@@ -149,7 +159,14 @@ class _BaseTabularMLP(BaseEstimator):
             # The cosine schedule runs its planned max_iter epochs down to a
             # rate of zero: reaching them is the plan, not a failure.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.ensemble_ = ensemble.fit(Z, y, sample_weight=sample_weight)
+            self.ensemble_ = ensemble.fit(
+                Z,
+                y,
+                sample_weight=sample_weight,
+                X_val=X_val,
+                y_val=y_val,
+                sample_weight_val=sw_val,
+            )
         self.n_iter_ = self.ensemble_.n_iter_
         return self
 
@@ -360,25 +377,45 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
         check_classification_targets(y)
         return y
 
+    def _encode_val_target(self, y_val) -> np.ndarray:
+        return column_or_1d(y_val, warn=True)
+
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Preprocess ``X`` and train the ensemble on it.
 
         Parameters
         ----------
-        X : {{DataFrame, array-like}} of shape (n_samples, n_features)
+        X : {DataFrame, array-like} of shape (n_samples, n_features)
             Training table; missing values and non-numeric columns allowed.
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the training rows in the loss.
+        X_val : {DataFrame, array-like} of shape (n_val, n_features), default=None
+            Your own validation table, preprocessed as the training one: each
+            network chooses its best epoch on it instead of on held-out
+            training rows (all training rows then train). Needs ``y_val``.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of ``X_val``.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows.
 
         Returns
         -------
         self : TabularMLPClassifier
             The fitted estimator.
         """
-        self._fit_tabular(X, y, sample_weight)
+        self._fit_tabular(X, y, sample_weight, (X_val, y_val, sample_weight_val))
         self.classes_ = self.ensemble_.classes_
         return self
 
@@ -387,7 +424,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
 
         Parameters
         ----------
-        X : {{DataFrame, array-like}} of shape (n_samples, n_features)
+        X : {DataFrame, array-like} of shape (n_samples, n_features)
             Rows to predict, with the training columns.
 
         Returns
@@ -403,7 +440,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
 
         Parameters
         ----------
-        X : {{DataFrame, array-like}} of shape (n_samples, n_features)
+        X : {DataFrame, array-like} of shape (n_samples, n_features)
             Rows to predict, with the training columns.
 
         Returns
@@ -518,35 +555,61 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
         self.target_mean_ = np.atleast_1d(y.mean(axis=0))
         std = np.atleast_1d(y.std(axis=0))
         self.target_scale_ = np.where(std > 0, std, 1.0)
-        scaled = (y.reshape(n_rows, -1) - self.target_mean_) / self.target_scale_
+        return self._standardised(y)
+
+    def _encode_val_target(self, y_val) -> np.ndarray:
+        y_val = np.asarray(y_val, dtype=np.float64)
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = y_val.ravel()
+        return self._standardised(y_val)
+
+    def _standardised(self, y: np.ndarray) -> np.ndarray:
+        scaled = (y.reshape(len(y), -1) - self.target_mean_) / self.target_scale_
         return scaled.ravel() if y.ndim == 1 else scaled
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         """Preprocess ``X``, standardise ``y`` and train the ensemble.
 
         Parameters
         ----------
-        X : {{DataFrame, array-like}} of shape (n_samples, n_features)
+        X : {DataFrame, array-like} of shape (n_samples, n_features)
             Training table; missing values and non-numeric columns allowed.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the training rows in the loss.
+        X_val : {DataFrame, array-like} of shape (n_val, n_features), default=None
+            Your own validation table, preprocessed as the training one: each
+            network chooses its best epoch on it instead of on held-out
+            training rows (all training rows then train). Needs ``y_val``.
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of ``X_val``.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation rows.
 
         Returns
         -------
         self : TabularMLPRegressor
             The fitted estimator.
         """
-        return self._fit_tabular(X, y, sample_weight)
+        return self._fit_tabular(X, y, sample_weight, (X_val, y_val, sample_weight_val))
 
     def predict(self, X):
         """Averaged prediction of the networks, on the target's scale.
 
         Parameters
         ----------
-        X : {{DataFrame, array-like}} of shape (n_samples, n_features)
+        X : {DataFrame, array-like} of shape (n_samples, n_features)
             Rows to predict, with the training columns.
 
         Returns
