@@ -366,7 +366,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : {DataFrame, array-like} of shape (n_samples, n_features_in_)
+        X : {DataFrame, array-like} of shape (n_samples, n_features)
             Rows to transform, with the columns seen in :meth:`fit`.
             Categories not seen in fit are encoded as unknown, not refused.
 
