@@ -113,8 +113,9 @@ def test_callbacks_fire_for_every_member_of_a_stack(iris):
     X, y = iris
     recs = [_Recorder(), _Recorder(stop_after=2), _Recorder()]
     ests = [
-        LargeMLPClassifier(hidden_layer_sizes=(4,), max_iter=4, random_state=i)
-        .set_callbacks(rec)
+        LargeMLPClassifier(
+            hidden_layer_sizes=(4,), max_iter=4, random_state=i
+        ).set_callbacks(rec)
         for i, rec in enumerate(recs)
     ]
     fitted = fit_many(ests, X, y)

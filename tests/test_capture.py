@@ -128,7 +128,10 @@ def test_learning_rate_changes_need_no_new_capture(backend):
     # gives the plain fit's weights.
     X, y = _classification()
     params = dict(
-        solver="sgd", learning_rate="invscaling", batch_size=64, max_iter=5,
+        solver="sgd",
+        learning_rate="invscaling",
+        batch_size=64,
+        max_iter=5,
         random_state=0,
     )
     graphed = LargeMLPClassifier(cuda_graphs=True, **params).fit(X, y)
