@@ -157,6 +157,7 @@ def _private_estimator_names() -> set[str]:
         "sknn_large._persist._format",
         "sknn_large._onnx",
         "sknn_large.tabular._estimators",
+        "sknn_large.tabular._base",
     ],
 )
 def test_layers_on_top_use_no_private_estimator_members(module):

@@ -8,7 +8,8 @@ one-hot columns and integer codes for learned embeddings.
 ensemble of networks trained together, with defaults chosen on real tables.
 """
 
-from ._estimators import TabularMLPClassifier, TabularMLPRegressor, auto_batch_size
+from ._base import auto_batch_size
+from ._estimators import TabularMLPClassifier, TabularMLPRegressor
 from ._preprocessing import TabularPreprocessor
 
 __all__ = [
