@@ -172,3 +172,28 @@ def test_layers_on_top_use_no_private_estimator_members(module):
         and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
     }
     assert not used & private, sorted(used & private)
+
+
+def test_import_time_packages_are_declared_dependencies():
+    # `pip install .` alone must give a working `import sknn_large`: every
+    # third-party package imported at module level is a core dependency
+    # (optional ones are imported inside the functions that need them).
+    import re
+    import sys
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+    declared = {
+        re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].replace("-", "_").lower()
+        for d in pyproject["project"]["dependencies"]
+    }
+    declared = {"sklearn" if d == "scikit_learn" else d for d in declared}
+    found = set()
+    for path in _modules().values():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    third_party = found - set(sys.stdlib_module_names) - {"sknn_large", "__future__"}
+    assert third_party <= declared, sorted(third_party - declared)
