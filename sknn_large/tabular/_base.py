@@ -88,17 +88,19 @@ class _BaseTabularMLP(BaseEstimator):
     def _ensemble_params(self) -> dict:
         return {name: getattr(self, name) for name in _MEMBER_PARAMS}
 
-    def _holds_out(self, y) -> bool:
+    def _held_out_rows(self, y) -> int:
+        """Rows each member holds out (train_test_split's rounding), or 0."""
         # Best-epoch selection needs held-out rows; tiny training sets (and
         # classes with a single row, which a stratified split cannot place)
         # train on every row for max_iter epochs instead.
         n_val = int(np.ceil(self.validation_fraction * len(y)))
         if n_val < _MIN_HELD_OUT or len(y) - n_val < _MIN_HELD_OUT:
-            return False
+            return 0
         if isinstance(self, ClassifierMixin):
             _, counts = np.unique(y, return_counts=True)
-            return bool(n_val >= len(counts) and counts.min() >= 2)
-        return True
+            if n_val < len(counts) or counts.min() < 2:
+                return 0
+        return n_val
 
     def _fit_tabular(self, X, y, sample_weight, validation):
         if y is None:
@@ -111,7 +113,7 @@ class _BaseTabularMLP(BaseEstimator):
             **{name: getattr(self, name) for name in _PREPROCESSOR_PARAMS}
         ).fit(X)
         Z = self.preprocessor_.transform(X)
-        y = self._encode_target(y, Z.shape[0])
+        y = self._encode_target(y)
         X_val, y_val, sw_val = validation
         if X_val is not None:
             X_val = self.preprocessor_.transform(
@@ -120,12 +122,9 @@ class _BaseTabularMLP(BaseEstimator):
         if y_val is not None:
             y_val = self._encode_val_target(y_val)
         # The caller's validation set replaces the held-out rows.
-        holds_out = X_val is not None or self._holds_out(y)
-        n_train = len(y) - (
-            int(np.ceil(self.validation_fraction * len(y)))
-            if holds_out and X_val is None
-            else 0
-        )
+        n_val = 0 if X_val is not None else self._held_out_rows(y)
+        holds_out = X_val is not None or n_val > 0
+        n_train = len(y) - n_val
         batch = (
             auto_batch_size(n_train)
             if self.batch_size == "auto"

@@ -24,12 +24,18 @@ import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d
+from sklearn.utils.validation import check_array, column_or_1d
 
 from ..ensemble import LargeMLPEnsembleClassifier, LargeMLPEnsembleRegressor
 from ._base import _ATTRIBUTES_DOC, _PARAMS_DOC, _BaseTabularMLP, _constraints
 
 __all__ = ["TabularMLPClassifier", "TabularMLPRegressor"]
+
+
+def _numeric_target(y) -> np.ndarray:
+    # sklearn's checks (NaN, infinity, dtype); one column becomes 1-D.
+    y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+    return y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y
 
 
 class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
@@ -128,7 +134,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     def _ensemble_params(self) -> dict:
         return {**super()._ensemble_params(), "label_smoothing": self.label_smoothing}
 
-    def _encode_target(self, y, n_rows: int) -> np.ndarray:
+    def _encode_target(self, y) -> np.ndarray:
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         return y
@@ -298,26 +304,16 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _encode_target(self, y, n_rows: int) -> np.ndarray:
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
-        if y.shape[0] != n_rows:
-            raise ValueError(
-                f"X has {n_rows} rows but y has {y.shape[0]}; they must match."
-            )
-        if not np.all(np.isfinite(y)):
-            raise ValueError("Input y contains NaN or infinity.")
+    def _encode_target(self, y) -> np.ndarray:
+        # The ensemble checks that X and y have the same rows.
+        y = _numeric_target(y)
         self.target_mean_ = np.atleast_1d(y.mean(axis=0))
         std = np.atleast_1d(y.std(axis=0))
         self.target_scale_ = np.where(std > 0, std, 1.0)
         return self._standardised(y)
 
     def _encode_val_target(self, y_val) -> np.ndarray:
-        y_val = np.asarray(y_val, dtype=np.float64)
-        if y_val.ndim == 2 and y_val.shape[1] == 1:
-            y_val = y_val.ravel()
-        return self._standardised(y_val)
+        return self._standardised(_numeric_target(y_val))
 
     def _standardised(self, y: np.ndarray) -> np.ndarray:
         scaled = (y.reshape(len(y), -1) - self.target_mean_) / self.target_scale_
