@@ -9,6 +9,8 @@ from sklearn.base import clone
 
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
 from sknn_large._engine import _ACTIVATIONS, _LOSSES, _SOLVERS
+from sknn_large._engine import _stack as _stack_module
+from sknn_large._engine._cpu import narrow_products_transposed
 from sknn_large._engine._network import _HAND_ACTIVATIONS
 from sknn_large._engine._stack import ParamStack
 from sknn_large._estimator import _stacked
@@ -94,12 +96,20 @@ def _stack(k, widths, seed=0):
     return ParamStack(widths, theta)
 
 
+@pytest.mark.parametrize("transposed", [True, False])
 @pytest.mark.parametrize("activation", sorted(_HAND_ACTIVATIONS))
 @pytest.mark.parametrize("loss", sorted(_LOSSES))
 @pytest.mark.parametrize("k", [1, 3])
-def test_hand_derived_step_equals_autograd(activation, loss, k):
+def test_hand_derived_step_equals_autograd(
+    activation, loss, k, transposed, monkeypatch
+):
     # The hand-derived forward/backward gives autograd's gradients and losses,
-    # with sample weights and dropout masks, for one member and for a stack.
+    # with sample weights and dropout masks, for one member and for a stack,
+    # with the narrow layers (every one here) multiplied as written or
+    # transposed, whichever this CPU would pick.
+    monkeypatch.setattr(
+        _stack_module, "narrow_products_transposed", lambda d: transposed
+    )
     widths = [4, 7, 5, 3]
     g = torch.Generator().manual_seed(1)
     x = torch.randn(k, 16, 4, generator=g, dtype=torch.float64)
@@ -212,3 +222,11 @@ def test_early_stopping_keeps_the_best_epochs_weights(task, stacked):
         ):
             # Bit for bit alone; a stack orders its sums differently.
             np.testing.assert_allclose(a, b, rtol=1e-10 if stacked else 0, atol=0)
+
+
+def test_narrow_layout_is_measured_per_dtype():
+    # The choice is this CPU's measurement (a bool per dtype), cached.
+    for dtype in (torch.float32, torch.float64):
+        first = narrow_products_transposed(dtype)
+        assert isinstance(first, bool)
+        assert narrow_products_transposed(dtype) is first

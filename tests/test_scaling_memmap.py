@@ -283,3 +283,34 @@ def test_fit_from_memmap_keeps_memory_bounded(tmp_path, early_stopping):
     growth = mb["peak"] - mb["start"]
     # y (4 MiB) and its float64 copies, 16 MiB prediction blocks, a few chunks.
     assert growth < 0.35 * file_mb, (growth, file_mb)
+
+
+@pytest.mark.parametrize("gather_bytes", [1, 1000, 2**30])
+def test_resident_shuffle_gathers_in_blocks_with_the_same_batches(
+    monkeypatch, gather_bytes
+):
+    # A shuffled resident epoch gathers rows a block of batches at a time; the
+    # batches are those of the permutation, whatever the block size.
+    import sknn_large._data._feeds as feeds
+
+    monkeypatch.setattr(feeds, "_GATHER_BYTES", gather_bytes)
+    n, bs = 503, 20
+    X = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+    w = np.linspace(1, 2, n)
+    feed = ResidentFeed(
+        X,
+        np.arange(n, dtype=np.float64),
+        w,
+        batch_size=bs,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        target_dtype=torch.float32,
+    )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(3))
+    batches = list(feed.batches(torch.Generator().manual_seed(3), shuffle=True))
+    assert len(batches) == -(-n // bs)
+    for i, (x, y, wb) in enumerate(batches):
+        rows = perm[i * bs : (i + 1) * bs].numpy()
+        np.testing.assert_array_equal(x.numpy(), X[rows])
+        np.testing.assert_array_equal(y.numpy(), rows)
+        np.testing.assert_allclose(wb.numpy(), w[rows].astype(np.float32))

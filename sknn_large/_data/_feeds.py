@@ -97,6 +97,12 @@ def take_rows(x, y, w, idx) -> Batch:
     return x.index_select(0, idx), y.index_select(0, idx), w
 
 
+# Rows a shuffled epoch gathers at a time: one gather per block of batches
+# rather than per batch (a gather's fixed cost is most of a small batch's),
+# with the copy's memory bounded.
+_GATHER_BYTES = 4 * 2**20
+
+
 class ResidentFeed:
     """The whole training set on the device; batches by index."""
 
@@ -118,8 +124,12 @@ class ResidentFeed:
                 yield self._take(slice(s, s + bs))
             return
         perm = torch.randperm(n, generator=generator).to(self.X.device)
-        for s in range(0, n, bs):
-            yield self._take(perm[s : s + bs])
+        row_bytes = max(1, self.X.shape[1] * self.X.element_size())
+        block = max(bs, _GATHER_BYTES // row_bytes // bs * bs)
+        for s in range(0, n, block):
+            x, y, w = self._take(perm[s : s + block])
+            for b in range(0, x.shape[0], bs):
+                yield take_rows(x, y, w, slice(b, b + bs))
 
     def chunks(self) -> Iterator[Batch]:
         """The whole set in order, as one chunk (full-batch solvers)."""

@@ -60,3 +60,34 @@ def bf16_matmul_slowdown(n: int = 256) -> float:
     finally:
         torch.set_num_threads(before)
     return bf16 / fp32
+
+
+# Output widths of the products checked by :func:`narrow_products_transposed`.
+NARROW = range(2, 16)
+
+
+@functools.cache
+def narrow_products_transposed(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether ``A @ B`` for a narrow ``B`` (2-15 columns) runs faster transposed.
+
+    Some BLAS builds take a slow path for a product whose result has a handful
+    of columns, the shape of every output layer of a classifier with a few
+    classes, yet are fast for the same product transposed, ``(B.T @ A.T).T``
+    (MKL on an AMD EPYC: 3-5x, measured). Timed once per process and dtype,
+    on one thread, in about a millisecond: the choice follows the machine,
+    not a rule.
+    """
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(256, 256, generator=g, dtype=dtype)
+    b = torch.randn(256, 5, generator=g, dtype=dtype)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _best_time(a, b, 2)
+        plain = _best_time(a, b)
+        bt, at = b.T, a.T
+        _best_time(bt, at, 2)
+        flipped = _best_time(bt, at)
+    finally:
+        torch.set_num_threads(before)
+    return flipped < 0.8 * plain

@@ -162,6 +162,18 @@ class _Trainer:
         # One member: plain floats let the penalty and fused kernels run in
         # one pass without (K, 1) broadcasts.
         self.scalars = rows[0] if len(rows) == 1 else None
+        # ... and views made once, not per step: (theta, grad, weights, their
+        # gradient, buffers, lr, step).
+        self.single = None
+        if self.scalars is not None:
+            theta, grad, n_w = (
+                self.stack.theta[0],
+                self.stack.grad[0],
+                self.stack.n_weights,
+            )
+            bufs = {name: b[0] for name, b in self.buffers.items()}
+            lr, step = self.hyper["lr"][0, 0], self.steps[0]
+            self.single = (theta, grad, theta[:n_w], grad[:n_w], bufs, lr, step)
         # Per-batch schedules: the step reads lr = lr_init * factor(progress).
         self.schedules = [m.cfg.learning_rate for m in self.members]
         self.batch_scheduled = any(n in _BATCH_SCHEDULES for n in self.schedules)
@@ -249,25 +261,42 @@ class _Trainer:
                 self.autocast,
                 self.smoothing,
             )
-        data = value.mean(dim=1) if w is None else (value * w).sum(dim=1) / n[:, 0]
         n_out = self.stack.widths[-1]
-        if self.loss.divide_by_outputs and n_out > 1:
-            data = data / n_out
-        report = data + apply_step(self, n, counts)
+        per_output = 1.0 / n_out if self.loss.divide_by_outputs else 1.0
+        if self.single is not None and w is None:
+            # One member, unweighted: (mean + penalty / n) * n rows in the
+            # fewest operations, as the per-batch cost of a small fit is
+            # operation count.
+            report = value.sum()
+            if per_output != 1.0:
+                report = report * per_output
+            pen = _apply_one(self, n)
+            return (report if pen is None else report + pen).reshape(1)
+        data = value.mean(dim=1) if w is None else (value * w).sum(dim=1) / n[:, 0]
+        if per_output != 1.0:
+            data = data * per_output
+        if self.single is not None:
+            pen = _apply_one(self, n)
+            report = data if pen is None else data + pen / n[0, 0]
+        else:
+            report = data + apply_step(self, n, counts) / _per_member(n)
         rows = bsz if counts is None else counts.to(report.dtype)
         return report * rows
 
 
-def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
-    """Penalty gradient, then the optimizer update; returns the penalty / n.
+def _per_member(n) -> torch.Tensor | float:
+    return n if isinstance(n, float) else n[:, 0]
 
-    ``n`` is each member's batch size or weight sum (a float or ``(K, 1)``).
-    Members without rows in this batch (``counts == 0``) keep their
+
+def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
+    """Penalty gradient, then the optimizer update; returns the penalty.
+
+    ``n`` is each member's batch size or weight sum (a float or ``(K, 1)``);
+    the penalty's gradient is divided by it, the returned ``(K,)`` penalty is
+    not. Members without rows in this batch (``counts == 0``) keep their
     parameters and buffers.
     """
     st, h = tr.stack, tr.hyper
-    if tr.scalars is not None and (counts is None or bool(counts[0] > 0)):
-        return _apply_one(tr, n)
     w, gw = st.theta[:, : st.n_weights], st.grad[:, : st.n_weights]
     pen = torch.zeros(st.k, device=w.device, dtype=w.dtype)
     if tr.has_l2:
@@ -289,39 +318,37 @@ def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
     if idle is not None:
         for t, s in zip([st.theta, *tr.buffers.values()], saved, strict=True):
             t[idle] = s
-    return pen / (n if isinstance(n, float) else n[:, 0])
+    return pen
 
 
-def _apply_one(tr: _Trainer, n) -> torch.Tensor:
+def _apply_one(tr: _Trainer, n) -> torch.Tensor | None:
     """:func:`apply_step` for a single member, in single passes.
 
     ``n`` is the batch size (a float) or its weight sum (a ``(1, 1)`` tensor).
+    Returns the penalty (not divided by ``n``), or None without one.
     """
     st, s = tr.stack, tr.scalars
-    theta, grad = st.theta[0], st.grad[0]
-    w, gw = theta[: st.n_weights], grad[: st.n_weights]
-    pen = torch.zeros((), device=w.device, dtype=w.dtype)
+    theta, grad, w, gw, bufs, lr, step = tr.single
+    pen = None
     if not isinstance(n, float):
         n = n[0, 0]
     if s["l2"] > 0:
-        pen = pen + (0.5 * s["l2"]) * torch.dot(w, w)
+        pen = torch.dot(w, w).mul_(0.5 * s["l2"])
         if isinstance(n, float):
             gw.add_(w, alpha=s["l2"] / n)
         else:
             gw.add_(w * (s["l2"] / n))
     if s["l1"] > 0:
-        pen = pen + s["l1"] * w.abs().sum()
+        l1 = w.abs().sum().mul_(s["l1"])
+        pen = l1 if pen is None else pen.add_(l1)
         gw.add_(w.sign() * (s["l1"] / n))
-    step = tr.hyper["step"]
     step.add_(1.0)
     tr.schedule_step()
     if tr.solver.fused is None:
         tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
     else:
-        bufs = {name: b[0] for name, b in tr.buffers.items()}
-        lr = tr.hyper["lr"][0, 0]
-        tr.solver.fused(theta, grad, bufs, s, lr, step[0], st.n_weights)
-    return (pen / n).reshape(1)
+        tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights)
+    return pen
 
 
 # ------------------------------------------------------------------ epochs

@@ -16,18 +16,22 @@ with the gradient of the batch's data loss, return each member's loss):
   any activation, autocast (bfloat16).
 
 For ``K == 1`` every product is a plain 2-D ``addmm``/``mm``; for ``K > 1``
-the batched ``baddbmm``/``bmm``. The penalty's gradient and the optimizer
+the batched ``baddbmm``/``bmm``. On CPUs whose BLAS is slow for results with a
+handful of columns (measured once per process), the layers that narrow (an
+output layer with a few classes) are multiplied transposed. The penalty's gradient and the optimizer
 update are the same code for both paths (:func:`apply_step`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from ._cpu import NARROW, narrow_products_transposed
 from ._losses import Loss
 from ._network import _ACTIVATIONS, _HAND_ACTIVATIONS, linear_layers
 
@@ -47,13 +51,18 @@ def _affine(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out=None):
     return torch.baddbmm(b.unsqueeze(1), h, w, out=out)
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``a @ b`` per member into ``out``."""
-    if out.shape[0] == 1:
-        torch.mm(a[0], b[0], out=out[0])
-    else:
-        torch.bmm(a, b, out=out)
-    return out
+class _Views(NamedTuple):
+    W: list[torch.Tensor]
+    WT: list[torch.Tensor]
+    b: list[torch.Tensor]
+    bT: list[torch.Tensor]
+    gW: list[torch.Tensor]
+    gb: list[torch.Tensor]
+    affine: Callable[..., torch.Tensor]
+    mm: Callable[..., torch.Tensor]
+    t: Callable[[torch.Tensor], torch.Tensor]
+    # Per layer: computed transposed (see :func:`narrow_products_transposed`).
+    narrow: list[bool]
 
 
 class ParamStack:
@@ -137,14 +146,6 @@ class ParamStack:
 
     # ------------------------------------------------------------ forward
 
-    def _buffer(self, key: tuple, shapes) -> list[torch.Tensor]:
-        bufs = self._buffers.get(key)
-        if bufs is None:
-            t = self.theta
-            bufs = [torch.empty(s, device=t.device, dtype=t.dtype) for s in shapes]
-            self._buffers[key] = bufs
-        return bufs
-
     def forward(self, x: torch.Tensor, activation: str) -> torch.Tensor:
         """Raw outputs ``(K, B, n_out)`` for inputs ``(K, B, n_in)`` (no grad)."""
         act = _ACTIVATIONS[activation]()
@@ -167,6 +168,83 @@ class ParamStack:
 
     # ------------------------------------------------------------ steps
 
+    def _rank_views(self):
+        """The layer views the hand-derived step reads and writes, per rank.
+
+        One member trains on 2-D views through ``addmm``/``mm``; a stack on
+        3-D ones through ``baddbmm``/``bmm``. Built once per ``theta``, so a
+        step makes no view of its own beyond the activations' transposes.
+        """
+        views = self._buffers.get(("views",))
+        if views is not None:
+            return views
+        t = self.theta
+        narrow = [
+            t.device.type == "cpu"
+            and fo in NARROW
+            and narrow_products_transposed(t.dtype)
+            for fo in self.widths[1:]
+        ]
+        if self.k == 1:
+            views = _Views(
+                [w[0] for w in self.W],
+                [w[0].T for w in self.W],
+                [b[0] for b in self.b],
+                [b[0].unsqueeze(1) for b in self.b],
+                [g[0] for g in self.gW],
+                [g[0:1] for g in self.gb],
+                torch.addmm,
+                torch.mm,
+                lambda a: a.T,
+                narrow,
+            )
+        else:
+            views = _Views(
+                self.W,
+                [w.transpose(1, 2) for w in self.W],
+                [b.unsqueeze(1) for b in self.b],
+                [b.unsqueeze(2) for b in self.b],
+                self.gW,
+                [g.unsqueeze(1) for g in self.gb],
+                torch.baddbmm,
+                torch.bmm,
+                lambda a: a.transpose(1, 2),
+                narrow,
+            )
+        self._buffers[("views",)] = views
+        return views
+
+    def _hand_buffers(self, k: int, bsz: int):
+        """The hand-derived step's buffers for ``k`` members, ``bsz`` rows.
+
+        A narrow layer's output is held transposed, ``(n, bsz)``, and its
+        weight gradient is computed into ``(n, fan_in)`` and copied back.
+        """
+        t = self.theta
+        m = () if k == 1 else (k,)
+        narrow = self._rank_views().narrow
+        pairs = list(zip(self.widths[:-1], self.widths[1:], strict=True))
+
+        def new(*shape):
+            return torch.empty(shape, device=t.device, dtype=t.dtype)
+
+        outs = [
+            new(*m, fo, bsz) if nar else new(*m, bsz, fo)
+            for (_, fo), nar in zip(pairs, narrow, strict=True)
+        ]
+        dhs = [new(*m, bsz, fi) for fi, _ in pairs[1:]]
+        grads_t = [
+            new(*m, fo, fi) if nar else None
+            for (fi, fo), nar in zip(pairs, narrow, strict=True)
+        ]
+        # Bias gradients as products with ones, not sums: a (K, B, n) sum
+        # reduces in a K-dependent order, a product per member does not, so a
+        # member's result does not depend on how many share its stack.
+        ones = new(*m, 1, bsz).fill_(1.0)
+        bufs = outs, dhs, grads_t, ones
+        self._buffers[("hand", k, bsz)] = bufs
+        return bufs
+
     def hand_step(
         self, x, y, scale, activation: str, loss: Loss, masks, smoothing=None
     ):
@@ -179,15 +257,24 @@ class ParamStack:
         """
         fwd, bwd = _HAND_ACTIVATIONS[activation]
         k, bsz = x.shape[0], x.shape[1]
-        widths = self.widths[1:]
-        key = ("hand", k, bsz)
-        bufs = self._buffer(key, [(k, bsz, n) for n in widths + widths[:-1]])
-        outs, dhs = bufs[: len(widths)], bufs[len(widths) :]
+        v = self._rank_views()
+        single = k == 1
+        bufs = self._buffers.get(("hand", k, bsz)) or self._hand_buffers(k, bsz)
+        outs, dhs, grads_t, ones = bufs
+        if single:
+            x, y = x[0], y[0]
+            masks = None if masks is None else [m[0] for m in masks]
+            smoothing = None if smoothing is None else smoothing[0]
+            if not isinstance(scale, float):
+                scale = scale[0]
         acts, inputs = [], [x]
         h = x
-        last = len(self.W) - 1
-        for i, (w, b) in enumerate(zip(self.W, self.b, strict=True)):
-            z = _affine(h, w, b, out=outs[i])
+        last = len(outs) - 1
+        for i in range(last + 1):
+            if v.narrow[i]:
+                z = v.t(v.affine(v.bT[i], v.WT[i], v.t(h), out=outs[i]))
+            else:
+                z = v.affine(v.b[i], h, v.W[i], out=outs[i])
             if i == last:
                 break
             a = fwd(z)
@@ -196,20 +283,19 @@ class ParamStack:
             inputs.append(h)
         value, delta = loss.values_and_delta(z, y, smoothing)
         delta = delta.mul_(scale)
-        # Bias gradients as products with ones, not sums: a (K, B, n) sum
-        # reduces in a K-dependent order, a product per member does not, so a
-        # member's result does not depend on how many share its stack.
-        ones = self._buffer(("ones", k, bsz), [(k, 1, bsz)])[0].fill_(1.0)
         for i in range(last, -1, -1):
-            _matmul(inputs[i].transpose(1, 2), delta, out=self.gW[i])
-            _matmul(ones, delta, out=self.gb[i].unsqueeze(1))
+            if v.narrow[i]:
+                v.gW[i].copy_(v.t(v.mm(v.t(delta), inputs[i], out=grads_t[i])))
+            else:
+                v.mm(v.t(inputs[i]), delta, out=v.gW[i])
+            v.mm(ones, delta, out=v.gb[i])
             if i == 0:
                 break
-            dh = _matmul(delta, self.W[i].transpose(1, 2), out=dhs[i - 1])
+            dh = v.mm(delta, v.WT[i], out=dhs[i - 1])
             if masks is not None:
                 dh.mul_(masks[i - 1])
             delta = dh if bwd is None else bwd(dh, acts[i - 1])
-        return value
+        return value.view(k, bsz)
 
     def autograd_step(
         self, x, y, scale, activation: str, loss: Loss, masks, autocast, smoothing=None
