@@ -39,7 +39,7 @@ from .._engine import (
     get_coefs,
     init_glorot_,
 )
-from .._engine._cpu import bf16_matmul_slowdown, has_native_bf16
+from .._engine._cpu import bf16_step_slowdown, has_native_bf16
 from .._parallel import worker_device
 from ._inputs import hidden_sizes
 
@@ -76,28 +76,34 @@ def param_dtypes(est, X) -> tuple[torch.dtype, torch.dtype | None]:
 _warned_bf16: set[str] = set()
 
 
-def warn_if_bf16_is_slow(device: torch.device, autocast) -> None:
+def warn_if_bf16_is_slow(
+    device: torch.device, autocast, widths: tuple[int, ...], batch_size: int
+) -> None:
     """Warn once per process when bfloat16 autocast would slow a CPU fit.
 
-    CPUs without bfloat16 instructions (avx512_bf16, amx_bf16) emulate it;
-    one small product in each precision, timed once, says by how much.
+    A training step of this very network in each precision, timed once, says
+    whether bfloat16 pays here: CPUs without bfloat16 instructions
+    (avx512_bf16, amx_bf16) emulate it, and even with them the casts of
+    autocast can cost more than the faster products save.
     """
     if autocast != torch.bfloat16 or device.type != "cpu" or _warned_bf16:
         return
-    slowdown = bf16_matmul_slowdown()
+    slowdown = bf16_step_slowdown(widths, batch_size)
     if slowdown <= 1.0:
         return
     _warned_bf16.add("cpu")
     why = (
         "this CPU has no native bfloat16 instructions (avx512_bf16, amx_bf16)"
         if not has_native_bf16()
-        else "on this CPU"
+        else "this CPU has bfloat16 instructions, but autocast's casts cost "
+        "more than its faster products save at this network's size"
     )
     warnings.warn(
-        f"precision='bfloat16' trains slower than float32 here: {why}, and a "
-        f"bfloat16 matrix product measured {slowdown:.1f}x the time of a "
-        "float32 one. Use precision='float32' (what 'auto' picks); bfloat16 "
-        "pays on GPUs and on CPUs with those instructions.",
+        f"precision='bfloat16' trains slower than float32 here: {why}; a "
+        f"bfloat16 training step of this network measured {slowdown:.1f}x the "
+        "time of a float32 one. Use precision='float32' (what 'auto' picks); "
+        "bfloat16 pays on GPUs and, for large layers, on CPUs with those "
+        "instructions.",
         RuntimeWarning,
         stacklevel=4,
     )
@@ -107,12 +113,15 @@ def new_network(est, X, Y, rng: np.random.RandomState) -> None:
     """Choose device and dtypes, then build and initialise a fresh network."""
     est.device_ = worker_device(est.device)
     est._param_dtype = param_dtypes(est, X)
-    warn_if_bf16_is_slow(est.device_, est._param_dtype[1])
     # Fitted arrays and predictions follow the input's dtype, as in sklearn.
     est._output_dtype = X.dtype
     est.n_outputs_ = Y.shape[1]
     est.out_activation_ = _LOSSES[est._loss_name()].out_activation
     sizes = hidden_sizes(est.hidden_layer_sizes)
+    if est.solver in STOCHASTIC:
+        widths = (X.shape[1], *sizes, est.n_outputs_)
+        batch = min(200 if est.batch_size == "auto" else est.batch_size, len(X))
+        warn_if_bf16_is_slow(est.device_, est._param_dtype[1], widths, batch)
     # Allocated in the final dtype so float64 draws are not rounded to float32.
     module = build_mlp(
         X.shape[1],
