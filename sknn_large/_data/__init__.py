@@ -1,6 +1,7 @@
 """The data feed layer: pure torch/numpy, no scikit-learn imports."""
 
 from ._feeds import (
+    EpochOrder,
     ResidentFeed,
     SharedFeed,
     StackFeed,
@@ -35,6 +36,7 @@ __all__ = [
     "LAZY",
     "MAPPED",
     "SPARSE",
+    "EpochOrder",
     "ResidentFeed",
     "RowView",
     "Source",

@@ -103,6 +103,45 @@ def take_rows(x, y, w, idx) -> Batch:
 _GATHER_BYTES = 4 * 2**20
 
 
+class EpochOrder:
+    """scikit-learn's MLP epoch order, drawn from its NumPy random state.
+
+    Each epoch the previous epoch's order is permuted by
+    ``rng.shuffle(np.arange(n))``, as ``sklearn.utils.shuffle`` does to
+    ``sample_idx`` in scikit-learn's training loop: the same ``random_state``
+    (drawn in the same order: initial weights, early-stopping split, then the
+    epochs) gives the same batches as ``MLPClassifier`` / ``MLPRegressor``.
+
+    Parameters
+    ----------
+    rng : numpy.random.RandomState
+        Drawn from, epoch by epoch.
+    n : int
+        Rows per epoch.
+    epochs_done : int, default=0
+        Epochs already trained (a resumed fit): their draws are replayed.
+    """
+
+    def __init__(self, rng: np.random.RandomState, n: int, epochs_done: int = 0):
+        self.rng, self.order, self.n = rng, np.arange(n), n
+        for _ in range(epochs_done):
+            self.next()
+
+    @classmethod
+    def from_state(cls, rng: np.random.RandomState, order: np.ndarray) -> EpochOrder:
+        """The order that continues from ``order``, drawing from ``rng``."""
+        self = cls.__new__(cls)
+        self.rng, self.order, self.n = rng, np.asarray(order), len(order)
+        return self
+
+    def next(self) -> np.ndarray:
+        """The next epoch's row order."""
+        perm = np.arange(self.order.shape[0])
+        self.rng.shuffle(perm)
+        self.order = self.order[perm]
+        return self.order
+
+
 class ResidentFeed:
     """The whole training set on the device; batches by index."""
 
@@ -116,14 +155,19 @@ class ResidentFeed:
     def _take(self, idx) -> Batch:
         return take_rows(self.X, self.y, self.w, idx)
 
-    def batches(self, generator: torch.Generator, shuffle: bool) -> Iterator[Batch]:
-        """One epoch of mini-batches."""
+    def batches(
+        self, generator: torch.Generator, shuffle: bool, order: EpochOrder | None = None
+    ) -> Iterator[Batch]:
+        """One epoch of mini-batches, shuffled by ``order`` or else ``generator``."""
         n, bs = self.n_samples, self.batch_size
         if not shuffle:
             for s in range(0, n, bs):
                 yield self._take(slice(s, s + bs))
             return
-        perm = torch.randperm(n, generator=generator).to(self.X.device)
+        if order is None:
+            perm = torch.randperm(n, generator=generator).to(self.X.device)
+        else:
+            perm = torch.from_numpy(order.next()).to(self.X.device)
         row_bytes = max(1, self.X.shape[1] * self.X.element_size())
         block = max(bs, _GATHER_BYTES // row_bytes // bs * bs)
         for s in range(0, n, block):
@@ -211,8 +255,14 @@ class StreamFeed:
         """The whole set in order, one chunk at a time."""
         yield from self._stream(list(range(0, self.n_samples, self.chunk_rows)))
 
-    def batches(self, generator: torch.Generator, shuffle: bool) -> Iterator[Batch]:
-        """One epoch: chunks in (shuffled) order, rows shuffled within each."""
+    def batches(
+        self, generator: torch.Generator, shuffle: bool, order: EpochOrder | None = None
+    ) -> Iterator[Batch]:
+        """One epoch: chunks in (shuffled) order, rows shuffled within each.
+
+        ``order`` is ignored: streamed rows shuffle chunk then row, from
+        ``generator``.
+        """
         starts = torch.arange(0, self.n_samples, self.chunk_rows)
         if shuffle:
             starts = starts[torch.randperm(len(starts), generator=generator)]
@@ -313,7 +363,10 @@ class SharedFeed:
         """One epoch of stacked batches (no per-member padding)."""
         first = members[0]
         k = len(members)
-        for x, y, w in self.feed.batches(first.state.generator, first.cfg.shuffle):
+        st = first.state
+        for x, y, w in self.feed.batches(
+            st.generator, first.cfg.shuffle, st.epoch_order
+        ):
             if k == 1:
                 yield x[None], y[None], None if w is None else w[None], None
                 continue
@@ -360,11 +413,13 @@ class StackFeed:
         weights = torch.zeros(len(members), width, dtype=dtype, device=device)
         for k, m in enumerate(members):
             n = sizes[k]
-            perm = (
-                torch.randperm(n, generator=m.state.generator)
-                if m.cfg.shuffle
-                else torch.arange(n)
-            ).to(device)
+            if not m.cfg.shuffle:
+                perm = torch.arange(n)
+            elif m.state.epoch_order is not None:
+                perm = torch.from_numpy(m.state.epoch_order.next())
+            else:
+                perm = torch.randperm(n, generator=m.state.generator)
+            perm = perm.to(device)
             rows[k, :n] = m.rows.to(device)[perm]
             weights[k, :n] = (
                 1.0 if m.sample_weight is None else m.sample_weight.to(device)[perm]

@@ -64,6 +64,9 @@ class TrainState:
 
     ``n_iter`` counts the epochs of the latest call, as in scikit-learn;
     ``t`` counts every training sample seen since the network was created.
+    ``epoch_order`` is the scikit-learn epoch order of the latest call
+    (``sknn_large._data.EpochOrder``), which ``partial_fit`` continues (model
+    files keep it; a checkpointed fit replays its epochs' draws instead).
     """
 
     generator: torch.Generator
@@ -84,6 +87,7 @@ class TrainState:
     interrupted: bool = False
     diverged: bool = False
     messages: list[str] = field(default_factory=list)
+    epoch_order: object | None = field(default=None, repr=False, compare=False)
 
 
 # Public ``precision`` names -> (parameter dtype, autocast dtype). "auto" is

@@ -134,6 +134,7 @@ class _Trainer:
         self.activation, self.autocast = cfg.activation, cfg.autocast_dtype
         self.members = members
         self.stack = ParamStack.from_modules([m.module for m in members], device, dtype)
+        self.on_cpu = device.type == "cpu"
         saved = [_prepare(m, device) for m in members]
         self.buffers = self.solver.build_state(self.stack.theta)
         for name, buf in self.buffers.items():
@@ -344,7 +345,7 @@ def _apply_one(tr: _Trainer, n) -> torch.Tensor | None:
         gw.add_(w.sign() * (s["l1"] / n))
     step.add_(1.0)
     tr.schedule_step()
-    if tr.solver.fused is None:
+    if tr.solver.fused is None or (tr.solver.fused_reads_step and not tr.on_cpu):
         tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
     else:
         tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights)

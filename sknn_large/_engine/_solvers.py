@@ -4,15 +4,18 @@ Every stochastic solver updates a stack of ``K`` networks at once. The stack's
 parameters are one flat ``(K, P)`` tensor (all weights first, then all biases),
 so an update is a handful of element-wise operations on one tensor whatever the
 number of layers, and per-member hyper-parameters are ``(K, 1)`` tensors that
-broadcast along each row. The formulas are torch.optim's; nothing here imports
-``torch.optim`` (whose first import pulls in the compiler stack, seconds on a
-cold process).
+broadcast along each row. Adam is scikit-learn's (epsilon added to
+``sqrt(v)``, the bias corrections folded into the rate), so that a fit with
+scikit-learn's ``random_state`` follows its MLP's trajectory; the other
+formulas are torch.optim's. Nothing here imports ``torch.optim`` (whose first
+import pulls in the compiler stack, seconds on a cold process).
 
 Adding a solver is one :class:`Solver` entry in :data:`_SOLVERS`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,6 +51,9 @@ class Solver:
         (flat 1-D tensors, settings as floats, ``lr`` and ``step`` one-element
         tensors): torch's fused kernel for the same update, one pass over the
         parameters. None: the stacked ``step`` serves ``K = 1`` too.
+    fused_reads_step : bool
+        Whether ``fused`` reads the step count on the host (so it serves CPU
+        tensors only: a captured CUDA graph would freeze the value read).
     """
 
     name: str
@@ -56,6 +62,7 @@ class Solver:
     step: Callable[[torch.Tensor, torch.Tensor, Buffers, Hyper], None] | None
     hyper: tuple[str, ...] = ()
     fused: Callable | None = None
+    fused_reads_step: bool = False
 
     @property
     def stochastic(self) -> bool:
@@ -84,8 +91,14 @@ def _adam(theta, grad, buf, h, decoupled: bool = False) -> None:
         theta[:, : h["n_weights"]].mul_(1 - h["lr"] * h["weight_decay"])
     m.lerp_(grad, 1 - b1)
     v.mul_(b2).addcmul_(grad, grad * (1 - b2))
-    step_size = h["lr"] / (1 - b1**step)
-    denom = (v.sqrt() / (1 - b2**step).sqrt()).add_(h["epsilon"])
+    if decoupled:
+        # torch's AdamW: epsilon on the bias-corrected sqrt(v).
+        step_size = h["lr"] / (1 - b1**step)
+        denom = (v.sqrt() / (1 - b2**step).sqrt()).add_(h["epsilon"])
+    else:
+        # scikit-learn's Adam: epsilon on sqrt(v), the corrections in the rate.
+        step_size = h["lr"] * (1 - b2**step).sqrt() / (1 - b1**step)
+        denom = v.sqrt().add_(h["epsilon"])
     theta.sub_(m.div(denom).mul_(step_size))
 
 
@@ -114,10 +127,13 @@ def _rmsprop(theta, grad, buf, h) -> None:
 
 
 def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int) -> None:
+    # torch's kernel adds epsilon to the bias-corrected sqrt(v); scikit-learn
+    # adds it to sqrt(v): the same update with epsilon / sqrt(1 - beta_2^t).
+    eps = s["epsilon"] / math.sqrt(1.0 - s["beta_2"] ** float(step))
     torch._fused_adam_(
         [theta], [grad], [buf["exp_avg"]], [buf["exp_avg_sq"]], [], [step],
         lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=0.0,
-        eps=s["epsilon"], amsgrad=False, maximize=False,
+        eps=eps, amsgrad=False, maximize=False,
     )  # fmt: skip
 
 
@@ -150,7 +166,13 @@ _ADAM_HYPER = ("lr", "beta_1", "beta_2", "epsilon")
 # Public solver names -> records. `_parameter_constraints` reads its options here.
 _SOLVERS: dict[str, Solver] = {
     "adam": Solver(
-        "adam", ("exp_avg", "exp_avg_sq"), True, _adam, _ADAM_HYPER, _fused_adam
+        "adam",
+        ("exp_avg", "exp_avg_sq"),
+        True,
+        _adam,
+        _ADAM_HYPER,
+        _fused_adam,
+        fused_reads_step=True,
     ),
     "adamw": Solver(
         "adamw",

@@ -26,6 +26,8 @@ gradient and the optimizer update are the same code for both paths
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -33,7 +35,7 @@ import torch
 from torch import nn
 
 from ._cpu import NARROW, narrow_products_transposed
-from ._losses import Loss
+from ._losses import _LOSSES, Loss
 from ._network import _ACTIVATIONS, _HAND_ACTIVATIONS, linear_layers
 
 
@@ -350,3 +352,42 @@ def flat_to_module(flat: torch.Tensor, module: nn.Module) -> None:
         n = la.bias.numel()
         la.bias.copy_(flat[offset : offset + n])
         offset += n
+
+
+def _best_of(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.cache
+def bf16_step_slowdown(widths: tuple[int, ...], batch_size: int) -> float:
+    """Time of a bfloat16 training step of this network over a float32 one.
+
+    The steps the fit would take: float32 through the hand-derived step,
+    bfloat16 through autocast and autograd, on ``batch_size`` rows of
+    ``widths[0]`` features, on the CPU's current threads. Native bfloat16
+    instructions make the products faster, but the casts and autograd come on
+    top, so whether the step gains depends on the network: measured once per
+    process and shape (a few steps each, milliseconds for typical networks).
+    """
+    g = torch.Generator().manual_seed(0)
+    n = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    theta = 0.1 * torch.randn(1, n + sum(widths[1:]), generator=g)
+    stack = ParamStack(widths, theta)
+    x = torch.randn(1, batch_size, widths[0], generator=g)
+    y = torch.randn(1, batch_size, widths[-1], generator=g)
+    loss, scale = _LOSSES["squared_error"], 1.0 / batch_size
+
+    def fp32() -> None:
+        stack.hand_step(x, y, scale, "relu", loss, None)
+
+    def bf16() -> None:
+        stack.autograd_step(x, y, scale, "relu", loss, None, torch.bfloat16)
+
+    for fn in (fp32, bf16):
+        _best_of(fn, 2)
+    return _best_of(bf16, 5) / _best_of(fp32, 5)

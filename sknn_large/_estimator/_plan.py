@@ -20,6 +20,8 @@ from sklearn.model_selection import train_test_split
 
 from .. import _progress
 from .._data import (
+    EpochOrder,
+    ResidentFeed,
     SharedFeed,
     as_source,
     as_tensor,
@@ -39,7 +41,8 @@ from .._engine import (
     get_coefs,
     init_glorot_,
 )
-from .._engine._cpu import bf16_step_slowdown, has_native_bf16
+from .._engine._cpu import has_native_bf16
+from .._engine._stack import bf16_step_slowdown
 from .._parallel import worker_device
 from ._inputs import hidden_sizes
 
@@ -120,7 +123,7 @@ def new_network(est, X, Y, rng: np.random.RandomState) -> None:
     sizes = hidden_sizes(est.hidden_layer_sizes)
     if est.solver in STOCHASTIC:
         widths = (X.shape[1], *sizes, est.n_outputs_)
-        batch = min(200 if est.batch_size == "auto" else est.batch_size, len(X))
+        batch = min(200 if est.batch_size == "auto" else est.batch_size, X.shape[0])
         warn_if_bf16_is_slow(est.device_, est._param_dtype[1], widths, batch)
     # Allocated in the final dtype so float64 draws are not rounded to float32.
     module = build_mlp(
@@ -133,9 +136,12 @@ def new_network(est, X, Y, rng: np.random.RandomState) -> None:
         dtype=est._param_dtype[0],
     )
     init_glorot_(module, est.activation, rng)
-    # Shuffling and dropout draw from torch; seed them from the same source.
-    seed = int(rng.randint(np.iinfo(np.int32).max))
-    dropout_seed = int(rng.randint(np.iinfo(np.int32).max))
+    # Torch's streams (dropout; the shuffling of streamed and stacked fits)
+    # are seeded from the random state without drawing from it, so that the
+    # split and the epoch order draw what scikit-learn's MLP draws.
+    seed, dropout_seed = (
+        int(s) for s in np.random.SeedSequence(rng.get_state()[1]).generate_state(2)
+    )
     est.module_ = module
     est.n_layers_ = len(sizes) + 2
     est._state = state = TrainState(
@@ -303,6 +309,14 @@ def _validation(est, X_val, Y_val, sw_val) -> Validation:
     )
 
 
+def _epoch_order(est, rng, n: int, resume) -> EpochOrder:
+    """scikit-learn's epoch order, from ``rng`` after the weights and the split.
+
+    A resumed fit replays the draws of the epochs it already trained.
+    """
+    return EpochOrder(rng, n, est._state.n_iter if resume is not None else 0)
+
+
 def _early_stops(est, incremental: bool) -> bool:
     return est.early_stopping and not incremental and est.solver in STOCHASTIC
 
@@ -341,6 +355,12 @@ def single_member(
         dtype=est._param_dtype[0],
         target_dtype=_target_dtype(est),
     )
+    order = est._state.epoch_order if incremental else None
+    if not isinstance(feed, ResidentFeed) or not cfg.shuffle:
+        order = None
+    elif order is None or order.n != feed.n_samples:
+        order = _epoch_order(est, rng, feed.n_samples, resume)
+    est._state.epoch_order = order
     _log.debug(
         "%s: %d samples on %s in %s via %s, batch_size=%d",
         type(est).__name__,
@@ -389,6 +409,9 @@ def stacked_member(
         _forget_held_out(est._state)
     cfg = train_config(
         est, resolve_batch_size(est, train.shape[0]), False, verbose=verbose
+    )
+    est._state.epoch_order = (
+        _epoch_order(est, rng, train.shape[0], None) if cfg.shuffle else None
     )
     begin, end = hooks
     return Member(

@@ -32,19 +32,27 @@ class PredictMixin:
             dtype=(np.float64, np.float32),
             reset=False,
         )
-        param = next(self.module_.parameters())
+        module = self.module_
+        param = next(module.parameters())
         check_predict_range(param.dtype, X)
-        self.module_.eval()
+        module.eval()
+        cpu = param.device.type == "cpu"
+        if cpu and X.dtype == np.float64 and param.dtype == torch.float32:
+            # float64 rows are predicted in float64, as scikit-learn's MLP
+            # does: a row's output then does not depend on how many rows share
+            # the call (float32 sums differ in the last bit with the count).
+            module = copy.deepcopy(module).double()
+            param = next(module.parameters())
         block = _PREDICT_ROWS.get(param.device.type, _PREDICT_ROWS_ACCELERATOR)
         rows = min(X.shape[0], block)
         # One preallocated result: a list of per-block outputs kept the
         # allocator from reusing the blocks' activations (+1 GB over 1M rows).
         out = np.empty((X.shape[0], self.n_outputs_), dtype=self._output_dtype)
-        with torch.inference_mode(), threads_for(self.module_, rows):
+        with torch.inference_mode(), threads_for(module, rows):
             start = 0
             for xb in iter_row_blocks(X, block, param.device, param.dtype):
                 stop = start + xb.shape[0]
-                out[start:stop] = self.module_(xb).cpu().numpy()
+                out[start:stop] = module(xb).cpu().numpy()
                 start = stop
         return out
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from sklearn.preprocessing import LabelBinarizer
 
+from .._data import EpochOrder
 from .._engine import TrainState
 from ._errors import _as_dict, _corrupt, _str
 
@@ -98,6 +99,8 @@ class _Encoder:
             return {"__random_state__": self(obj.get_state(legacy=True))}
         if isinstance(obj, TrainState):
             return {"__train_state__": self(_dataclass_dict(obj))}
+        if isinstance(obj, EpochOrder):
+            return {"__epoch_order__": self((obj.rng, obj.order))}
         if isinstance(obj, LabelBinarizer):
             return {"__label_binarizer__": self(vars(obj))}
         raise TypeError(f"A model file cannot hold a {type(obj).__name__}: {obj!r}")
@@ -161,6 +164,7 @@ class _Decoder:
             "__generator__": self._generator,
             "__random_state__": self._random_state,
             "__train_state__": self._train_state,
+            "__epoch_order__": self._epoch_order,
             "__label_binarizer__": self._label_binarizer,
         }
 
@@ -339,6 +343,20 @@ class _Decoder:
         rs = np.random.RandomState()
         rs.set_state(state)
         return rs
+
+    def _epoch_order(self, value) -> EpochOrder:
+        state = self._decode(value)
+        if not (
+            isinstance(state, tuple)
+            and len(state) == 2
+            and isinstance(state[0], np.random.RandomState)
+            and isinstance(state[1], np.ndarray)
+            and state[1].ndim == 1
+            and state[1].dtype.kind == "i"
+            and np.array_equal(np.sort(state[1]), np.arange(state[1].shape[0]))
+        ):
+            raise _corrupt("an epoch order is not a random state and a permutation.")
+        return EpochOrder.from_state(*state)
 
     def _train_state(self, value) -> TrainState:
         kwargs = _as_dict(self._decode(value), "the training state")

@@ -17,6 +17,7 @@ import torch
 from sklearn.preprocessing import LabelBinarizer
 
 from .._classifier import LargeMLPClassifier
+from .._data import EpochOrder
 from .._engine import STOCHASTIC, TrainConfig, TrainState, build_mlp, from_torch_state
 from .._engine._network import _OUT_ACTIVATIONS
 from .._estimator import hidden_sizes as _hidden_sizes
@@ -390,6 +391,7 @@ _STATE_CHECKS = {
     "interrupted": _instance(bool),
     "diverged": _instance(bool),
     "messages": _list_of(_instance(str)),
+    "epoch_order": _optional(_instance(EpochOrder)),
 }
 
 

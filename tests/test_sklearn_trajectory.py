@@ -1,0 +1,67 @@
+"""Same random_state, same model: sknn_large follows scikit-learn's MLP step by step.
+
+The initial weights, the early-stopping split and every epoch's batch order
+are drawn from the NumPy random state in scikit-learn's order, and Adam is
+scikit-learn's formula, so in float64 a fit reproduces ``MLPClassifier`` /
+``MLPRegressor`` to rounding, epoch count included.
+"""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import StandardScaler
+
+from sknn_large import LargeMLPClassifier, LargeMLPRegressor
+
+
+def _data(kind):
+    if kind == "binary":
+        X, y = load_breast_cancer(return_X_y=True)
+    elif kind == "multiclass":
+        X, y = load_iris(return_X_y=True)
+    else:
+        X, y = load_diabetes(return_X_y=True)
+        y = (y - y.mean()) / y.std()
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_float64_fit_reproduces_sklearn(kind, solver, early_stopping):
+    X, y = _data(kind)
+    ours, theirs = (
+        (LargeMLPRegressor, MLPRegressor)
+        if kind == "regression"
+        else (LargeMLPClassifier, MLPClassifier)
+    )
+    kw = dict(
+        hidden_layer_sizes=(16,),
+        solver=solver,
+        learning_rate_init=0.01,
+        batch_size=64,
+        max_iter=40,
+        early_stopping=early_stopping,
+        random_state=3,
+    )
+    a = theirs(**kw).fit(X, y)
+    b = ours(precision="float64", **kw).fit(X, y)
+    assert b.n_iter_ == a.n_iter_
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-9)
+    for u, v in zip(b.coefs_ + b.intercepts_, a.coefs_ + a.intercepts_, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-8, atol=1e-12)
+    if early_stopping:
+        np.testing.assert_allclose(b.validation_scores_, a.validation_scores_)
+
+
+def test_float32_fit_stops_with_sklearn_on_the_readme_example():
+    # The README's example: float32 training tracks the float64 trajectory
+    # closely enough to stop at scikit-learn's epoch.
+    X, y = _data("binary")
+    kw = dict(hidden_layer_sizes=(32,), learning_rate_init=0.01, random_state=0)
+    a = MLPClassifier(**kw).fit(X, y)
+    b = LargeMLPClassifier(**kw).fit(X, y)
+    assert b.n_iter_ == a.n_iter_
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-3)
