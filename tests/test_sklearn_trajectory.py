@@ -65,3 +65,28 @@ def test_float32_fit_stops_with_sklearn_on_the_readme_example():
     b = LargeMLPClassifier(**kw).fit(X, y)
     assert b.n_iter_ == a.n_iter_
     np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-3)
+
+
+@pytest.mark.parametrize("limit", [None, 0])
+def test_epoch_order_survives_pickling(monkeypatch, limit):
+    # A saved order continues exactly; it is saved as its starting state and
+    # epoch count (kilobytes whatever n) unless the replay would be long, then
+    # as its current order.
+    import pickle
+
+    from sknn_large._data import _feeds
+    from sknn_large._data._feeds import EpochOrder
+
+    if limit is not None:
+        monkeypatch.setattr(_feeds, "_REPLAY_LIMIT", limit)
+    live = EpochOrder(np.random.RandomState(7), 10_000)
+    for _ in range(3):
+        live.next()
+    blob = pickle.dumps(live)
+    restored = pickle.loads(blob)
+    for _ in range(3):
+        np.testing.assert_array_equal(restored.next(), live.next())
+    if limit is None:
+        assert len(blob) < 10_000  # not the 80 kB order
+    again = pickle.loads(pickle.dumps(restored))
+    np.testing.assert_array_equal(again.next(), live.next())

@@ -103,6 +103,17 @@ def take_rows(x, y, w, idx) -> Batch:
 _GATHER_BYTES = 4 * 2**20
 
 
+# Row indices a restored EpochOrder may redraw (epochs x rows) before it is
+# saved as its current order instead: about a second of replay.
+_REPLAY_LIMIT = 2**26
+
+
+def _copy_random_state(rng: np.random.RandomState) -> np.random.RandomState:
+    twin = np.random.RandomState()
+    twin.set_state(rng.get_state())
+    return twin
+
+
 class EpochOrder:
     """scikit-learn's MLP epoch order, drawn from its NumPy random state.
 
@@ -111,6 +122,12 @@ class EpochOrder:
     ``sample_idx`` in scikit-learn's training loop: the same ``random_state``
     (drawn in the same order: initial weights, early-stopping split, then the
     epochs) gives the same batches as ``MLPClassifier`` / ``MLPRegressor``.
+
+    Saved (pickled or in a model file) as the random state it started from
+    and the number of epochs drawn, a few kilobytes whatever ``n``; a restored
+    order replays its draws when it is next used. Past ``_REPLAY_LIMIT`` drawn
+    row indices, it is saved as its current state and order instead, so that
+    a long ``partial_fit`` history does not make the replay slow.
 
     Parameters
     ----------
@@ -123,22 +140,51 @@ class EpochOrder:
     """
 
     def __init__(self, rng: np.random.RandomState, n: int, epochs_done: int = 0):
-        self.rng, self.order, self.n = rng, np.arange(n), n
+        self.n, self.start, self.done, self.base = n, _copy_random_state(rng), 0, None
+        self.rng, self.order = rng, np.arange(n)
         for _ in range(epochs_done):
             self.next()
 
     @classmethod
-    def from_state(cls, rng: np.random.RandomState, order: np.ndarray) -> EpochOrder:
-        """The order that continues from ``order``, drawing from ``rng``."""
+    def replay(
+        cls,
+        start: np.random.RandomState,
+        n: int,
+        done: int,
+        order: np.ndarray | None = None,
+    ) -> EpochOrder:
+        """The order that has drawn ``done`` epochs from ``start`` after ``order``."""
         self = cls.__new__(cls)
-        self.rng, self.order, self.n = rng, np.asarray(order), len(order)
+        self.__setstate__({"n": n, "start": start, "done": done, "base": order})
         return self
+
+    def __getstate__(self) -> dict:
+        if self.order is not None and self.done * self.n > _REPLAY_LIMIT:
+            base = self.order.copy()
+            return {
+                "n": self.n,
+                "start": _copy_random_state(self.rng),
+                "done": 0,
+                "base": base,
+            }
+        return {"n": self.n, "start": self.start, "done": self.done, "base": self.base}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.rng = self.order = None
 
     def next(self) -> np.ndarray:
         """The next epoch's row order."""
-        perm = np.arange(self.order.shape[0])
+        if self.order is None:
+            done, self.done = self.done, 0
+            self.rng = _copy_random_state(self.start)
+            self.order = np.arange(self.n) if self.base is None else self.base.copy()
+            for _ in range(done):
+                self.next()
+        perm = np.arange(self.n)
         self.rng.shuffle(perm)
         self.order = self.order[perm]
+        self.done += 1
         return self.order
 
 

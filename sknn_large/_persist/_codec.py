@@ -100,7 +100,9 @@ class _Encoder:
         if isinstance(obj, TrainState):
             return {"__train_state__": self(_dataclass_dict(obj))}
         if isinstance(obj, EpochOrder):
-            return {"__epoch_order__": self((obj.rng, obj.order))}
+            saved = obj.__getstate__()
+            fields = ("start", "done", "n", "base")
+            return {"__epoch_order__": self(tuple(saved[k] for k in fields))}
         if isinstance(obj, LabelBinarizer):
             return {"__label_binarizer__": self(vars(obj))}
         raise TypeError(f"A model file cannot hold a {type(obj).__name__}: {obj!r}")
@@ -348,15 +350,22 @@ class _Decoder:
         state = self._decode(value)
         if not (
             isinstance(state, tuple)
-            and len(state) == 2
+            and len(state) == 4
             and isinstance(state[0], np.random.RandomState)
-            and isinstance(state[1], np.ndarray)
-            and state[1].ndim == 1
-            and state[1].dtype.kind == "i"
-            and np.array_equal(np.sort(state[1]), np.arange(state[1].shape[0]))
+            and all(type(v) is int for v in state[1:3])
+            and state[1] >= 0
+            and state[2] >= 1
         ):
-            raise _corrupt("an epoch order is not a random state and a permutation.")
-        return EpochOrder.from_state(*state)
+            raise _corrupt("an epoch order is malformed.")
+        start, done, n, base = state
+        if base is not None and not (
+            isinstance(base, np.ndarray)
+            and base.shape == (n,)
+            and base.dtype.kind == "i"
+            and np.array_equal(np.sort(base), np.arange(n))
+        ):
+            raise _corrupt("an epoch order's rows are not a permutation.")
+        return EpochOrder.replay(start, done=done, n=n, order=base)
 
     def _train_state(self, value) -> TrainState:
         kwargs = _as_dict(self._decode(value), "the training state")
