@@ -327,7 +327,21 @@ FORGERIES = {
         ("attributes", "classes_", "__ndarray__"), ["<i8", [2], [0, 1]]
     ),
     "bad counter": _set(("attributes", "_state", "__train_state__", "t"), "x"),
+    "bad epoch order": _set(
+        ("attributes", "_state", "__train_state__", "epoch_order"),
+        {"__epoch_order__": {"__tuple__": [None, -1, 0, None]}},
+    ),
 }
+
+
+def _replay_bomb(payload):
+    # The file's own random state, asking for 10**15 epochs of redraws.
+    node = payload["attributes"]["_state"]["__train_state__"]["epoch_order"]
+    start = node["__epoch_order__"]["__tuple__"][0]
+    node["__epoch_order__"]["__tuple__"] = [start, 10**15, 10, None]
+
+
+FORGERIES["epoch order replay bomb"] = _replay_bomb
 
 
 @pytest.mark.parametrize("forgery", sorted(FORGERIES))

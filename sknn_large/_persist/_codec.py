@@ -10,6 +10,7 @@ import torch
 from sklearn.preprocessing import LabelBinarizer
 
 from .._data import EpochOrder
+from .._data._feeds import _REPLAY_LIMIT
 from .._engine import TrainState
 from ._errors import _as_dict, _corrupt, _str
 
@@ -355,6 +356,9 @@ class _Decoder:
             and all(type(v) is int for v in state[1:3])
             and state[1] >= 0
             and state[2] >= 1
+            # Saving keeps the replay within this bound; more would be a
+            # forged file asking for hours of redraws.
+            and state[1] * state[2] <= _REPLAY_LIMIT
         ):
             raise _corrupt("an epoch order is malformed.")
         start, done, n, base = state
