@@ -108,7 +108,7 @@ def test_hand_derived_step_equals_autograd(
     # with the narrow layers (every one here) multiplied as written or
     # transposed, whichever this CPU would pick.
     monkeypatch.setattr(
-        _stack_module, "narrow_products_transposed", lambda d: transposed
+        _stack_module, "narrow_products_transposed", lambda *a: transposed
     )
     widths = [4, 7, 5, 3]
     g = torch.Generator().manual_seed(1)
@@ -224,9 +224,31 @@ def test_early_stopping_keeps_the_best_epochs_weights(task, stacked):
             np.testing.assert_allclose(a, b, rtol=1e-10 if stacked else 0, atol=0)
 
 
-def test_narrow_layout_is_measured_per_dtype():
-    # The choice is this CPU's measurement (a bool per dtype), cached.
+def test_narrow_layout_is_measured_per_dtype_and_rank():
+    # The choice is this CPU's measurement (a bool per dtype and rank), cached.
     for dtype in (torch.float32, torch.float64):
-        first = narrow_products_transposed(dtype)
-        assert isinstance(first, bool)
-        assert narrow_products_transposed(dtype) is first
+        for batched in (False, True):
+            first = narrow_products_transposed(dtype, batched)
+            assert isinstance(first, bool)
+            assert narrow_products_transposed(dtype, batched) is first
+
+
+@pytest.mark.parametrize("transposed", [True, False])
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("widths", [[4, 1], [4, 6, 1], [4, 1, 6, 2]])
+def test_one_column_layers_step_as_autograd(widths, k, transposed, monkeypatch):
+    # One-unit layers (every binary classifier's and single-output regressor's
+    # output) multiplied as written or transposed, and their input gradient
+    # as an outer product, give autograd's gradients.
+    monkeypatch.setattr(
+        _stack_module, "narrow_products_transposed", lambda *a: transposed
+    )
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(k, 16, widths[0], generator=g, dtype=torch.float64)
+    y = torch.rand(k, 16, widths[-1], generator=g, dtype=torch.float64)
+    hand, auto = _stack(k, widths), _stack(k, widths)
+    loss = _LOSSES["squared_error"]
+    v1 = hand.hand_step(x, y, 1.0 / 16, "tanh", loss, None)
+    v2 = auto.autograd_step(x, y, 1.0 / 16, "tanh", loss, None, None)
+    torch.testing.assert_close(v1, v2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(hand.grad, auto.grad, rtol=1e-10, atol=1e-12)

@@ -34,35 +34,42 @@ def _best_time(a: torch.Tensor, b: torch.Tensor, repeats: int = 5) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.mm(a, b)
+        torch.matmul(a, b)
         best = min(best, time.perf_counter() - start)
     return best
 
 
-# Output widths of the products checked by :func:`narrow_products_transposed`.
+# Output widths whose products :func:`narrow_products_transposed` checks: a
+# single member's products (mm, where one column is a fast matrix-vector
+# product), and a stack's (bmm, slow for a single column too).
 NARROW = range(2, 16)
+NARROW_BATCHED = range(1, 16)
 
 
 @functools.cache
-def narrow_products_transposed(dtype: torch.dtype = torch.float32) -> bool:
+def narrow_products_transposed(
+    dtype: torch.dtype = torch.float32, batched: bool = False
+) -> bool:
     """Whether ``A @ B`` for a narrow ``B`` (2-15 columns) runs faster transposed.
 
     Some BLAS builds take a slow path for a product whose result has a handful
     of columns, the shape of every output layer of a classifier with a few
     classes, yet are fast for the same product transposed, ``(B.T @ A.T).T``
-    (MKL on an AMD EPYC: 3-5x, measured). Timed once per process and dtype,
-    on one thread, in about a millisecond: the choice follows the machine,
-    not a rule.
+    (MKL on an AMD EPYC: 3-5x, measured; for a stack of 4 members, ``bmm``,
+    also with one column: 4-10x). Timed once per process, dtype and rank, on
+    one thread, in about a millisecond: the choice follows the machine, not a
+    rule.
     """
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(256, 256, generator=g, dtype=dtype)
-    b = torch.randn(256, 5, generator=g, dtype=dtype)
+    lead, cols = ((4,), 1) if batched else ((), 5)
+    a = torch.randn(*lead, 256, 256, generator=g, dtype=dtype)
+    b = torch.randn(*lead, 256, cols, generator=g, dtype=dtype)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         _best_time(a, b, 2)
         plain = _best_time(a, b)
-        bt, at = b.T, a.T
+        bt, at = b.transpose(-1, -2), a.transpose(-1, -2)
         _best_time(bt, at, 2)
         flipped = _best_time(bt, at)
     finally:

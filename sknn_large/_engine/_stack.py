@@ -34,7 +34,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ._cpu import NARROW, narrow_products_transposed
+from ._cpu import NARROW, NARROW_BATCHED, narrow_products_transposed
 from ._losses import _LOSSES, Loss
 from ._network import _ACTIVATIONS, _HAND_ACTIVATIONS, linear_layers
 
@@ -181,11 +181,12 @@ class ParamStack:
         views = self._buffers.get(("views",))
         if views is not None:
             return views
-        t = self.theta
+        t, batched = self.theta, self.k > 1
+        widths = NARROW_BATCHED if batched else NARROW
         narrow = [
             t.device.type == "cpu"
-            and fo in NARROW
-            and narrow_products_transposed(t.dtype)
+            and fo in widths
+            and narrow_products_transposed(t.dtype, batched)
             for fo in self.widths[1:]
         ]
         if self.k == 1:
@@ -294,7 +295,12 @@ class ParamStack:
             v.mm(ones, delta, out=v.gb[i])
             if i == 0:
                 break
-            dh = v.mm(delta, v.WT[i], out=dhs[i - 1])
+            if delta.shape[-1] == 1:
+                # A product over one column is an outer product: the same
+                # numbers as a multiply, which BLAS batches slowly.
+                dh = torch.mul(delta, v.WT[i], out=dhs[i - 1])
+            else:
+                dh = v.mm(delta, v.WT[i], out=dhs[i - 1])
             if masks is not None:
                 dh.mul_(masks[i - 1])
             delta = dh if bwd is None else bwd(dh, acts[i - 1])
