@@ -17,8 +17,9 @@ with the gradient of the batch's data loss, return each member's loss):
 
 For ``K == 1`` every product is a plain 2-D ``addmm``/``mm``; for ``K > 1``
 the batched ``baddbmm``/``bmm``. On CPUs whose BLAS is slow for results with a
-handful of columns (measured once per process), the layers that narrow (an
-output layer with a few classes) are multiplied transposed. The penalty's
+handful of columns (measured once per process and rank), the layers that
+narrow (an output layer with a few classes; in a stack, one unit too) are
+multiplied transposed, and a one-column input gradient is an outer product. The penalty's
 gradient and the optimizer update are the same code for both paths
 (:func:`apply_step`).
 """
