@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,13 +31,18 @@ def has_native_bf16() -> bool:
     return any(flag in cpu_flags() for flag in _BF16_FLAGS)
 
 
-def _best_time(a: torch.Tensor, b: torch.Tensor, repeats: int = 5) -> float:
+def best_of(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``, in seconds."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.matmul(a, b)
+        fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def _best_time(a: torch.Tensor, b: torch.Tensor, repeats: int = 5) -> float:
+    return best_of(lambda: torch.matmul(a, b), repeats)
 
 
 # Output widths whose products :func:`narrow_products_transposed` checks: a

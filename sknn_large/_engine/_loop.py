@@ -135,6 +135,9 @@ class _Trainer:
         self.members = members
         self.stack = ParamStack.from_modules([m.module for m in members], device, dtype)
         self.on_cpu = device.type == "cpu"
+        # The reported loss averages over outputs for the regression losses.
+        n_out = self.stack.widths[-1]
+        self.per_output = 1.0 / n_out if self.loss.divide_by_outputs else 1.0
         saved = [_prepare(m, device) for m in members]
         self.buffers = self.solver.build_state(self.stack.theta)
         for name, buf in self.buffers.items():
@@ -262,8 +265,7 @@ class _Trainer:
                 self.autocast,
                 self.smoothing,
             )
-        n_out = self.stack.widths[-1]
-        per_output = 1.0 / n_out if self.loss.divide_by_outputs else 1.0
+        per_output = self.per_output
         if self.single is not None and w is None:
             # One member, unweighted: (mean + penalty / n) * n rows in the
             # fewest operations, as the per-batch cost of a small fit is

@@ -19,23 +19,22 @@ For ``K == 1`` every product is a plain 2-D ``addmm``/``mm``; for ``K > 1``
 the batched ``baddbmm``/``bmm``. On CPUs whose BLAS is slow for results with a
 handful of columns (measured once per process and rank), the layers that
 narrow (an output layer with a few classes; in a stack, one unit too) are
-multiplied transposed, and a one-column input gradient is an outer product. The penalty's
-gradient and the optimizer update are the same code for both paths
-(:func:`apply_step`).
+multiplied transposed, and a one-column input gradient is an outer product.
+The penalty's gradient and the optimizer update are the same code for both
+paths (:func:`apply_step`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ._cpu import NARROW, NARROW_BATCHED, narrow_products_transposed
+from ._cpu import NARROW, NARROW_BATCHED, best_of, narrow_products_transposed
 from ._losses import _LOSSES, Loss
 from ._network import _ACTIVATIONS, _HAND_ACTIVATIONS, linear_layers
 
@@ -361,15 +360,6 @@ def flat_to_module(flat: torch.Tensor, module: nn.Module) -> None:
         offset += n
 
 
-def _best_of(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @functools.cache
 def bf16_step_slowdown(widths: tuple[int, ...], batch_size: int) -> float:
     """Time of a bfloat16 training step of this network over a float32 one.
@@ -396,5 +386,5 @@ def bf16_step_slowdown(widths: tuple[int, ...], batch_size: int) -> float:
         stack.autograd_step(x, y, scale, "relu", loss, None, torch.bfloat16)
 
     for fn in (fp32, bf16):
-        _best_of(fn, 2)
-    return _best_of(bf16, 5) / _best_of(fp32, 5)
+        best_of(fn, 2)
+    return best_of(bf16, 5) / best_of(fp32, 5)

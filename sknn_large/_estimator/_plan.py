@@ -123,7 +123,7 @@ def new_network(est, X, Y, rng: np.random.RandomState) -> None:
     sizes = hidden_sizes(est.hidden_layer_sizes)
     if est.solver in STOCHASTIC:
         widths = (X.shape[1], *sizes, est.n_outputs_)
-        batch = min(200 if est.batch_size == "auto" else est.batch_size, X.shape[0])
+        batch = resolve_batch_size(est, X.shape[0], warn=False)
         warn_if_bf16_is_slow(est.device_, est._param_dtype[1], widths, batch)
     # Allocated in the final dtype so float64 draws are not rounded to float32.
     module = build_mlp(
@@ -161,11 +161,14 @@ def continue_network(est) -> None:
     est.module_.to(est.device_)
 
 
-def resolve_batch_size(est, n_samples: int) -> int:
-    """scikit-learn's ``batch_size`` rule: 'auto' is min(200, n), then clipped."""
+def resolve_batch_size(est, n_samples: int, warn: bool = True) -> int:
+    """scikit-learn's ``batch_size`` rule: 'auto' is min(200, n), then clipped.
+
+    ``warn`` gives scikit-learn's warning when ``batch_size`` is clipped.
+    """
     if est.batch_size == "auto":
         return min(200, n_samples)
-    if est.batch_size > n_samples:
+    if warn and est.batch_size > n_samples:
         warnings.warn(
             "Got `batch_size` less than 1 or larger than sample size. It is"
             " going to be clipped",
