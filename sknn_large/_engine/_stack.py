@@ -223,10 +223,12 @@ class ParamStack:
 
         A narrow layer's output is held transposed, ``(n, bsz)``, and its
         weight gradient is computed into ``(n, fan_in)`` and copied back.
+        Each layer's output is also kept as a ``(bsz, n)`` view (``acts``) and
+        its transpose (``acts_t``), made once: a view costs a dispatch too.
         """
         t = self.theta
         m = () if k == 1 else (k,)
-        narrow = self._rank_views().narrow
+        v = self._rank_views()
         pairs = list(zip(self.widths[:-1], self.widths[1:], strict=True))
 
         def new(*shape):
@@ -234,18 +236,21 @@ class ParamStack:
 
         outs = [
             new(*m, fo, bsz) if nar else new(*m, bsz, fo)
-            for (_, fo), nar in zip(pairs, narrow, strict=True)
+            for (_, fo), nar in zip(pairs, v.narrow, strict=True)
         ]
+        acts = [v.t(o) if nar else o for o, nar in zip(outs, v.narrow, strict=True)]
+        acts_t = [o if nar else v.t(o) for o, nar in zip(outs, v.narrow, strict=True)]
         dhs = [new(*m, bsz, fi) for fi, _ in pairs[1:]]
         grads_t = [
             new(*m, fo, fi) if nar else None
-            for (fi, fo), nar in zip(pairs, narrow, strict=True)
+            for (fi, fo), nar in zip(pairs, v.narrow, strict=True)
         ]
+        grads_tt = [None if g is None else v.t(g) for g in grads_t]
         # Bias gradients as products with ones, not sums: a (K, B, n) sum
         # reduces in a K-dependent order, a product per member does not, so a
         # member's result does not depend on how many share its stack.
         ones = new(*m, 1, bsz).fill_(1.0)
-        bufs = outs, dhs, grads_t, ones
+        bufs = outs, acts, acts_t, dhs, grads_t, grads_tt, ones
         self._buffers[("hand", k, bsz)] = bufs
         return bufs
 
@@ -262,36 +267,51 @@ class ParamStack:
         fwd, bwd = _HAND_ACTIVATIONS[activation]
         k, bsz = x.shape[0], x.shape[1]
         v = self._rank_views()
-        single = k == 1
         bufs = self._buffers.get(("hand", k, bsz)) or self._hand_buffers(k, bsz)
-        outs, dhs, grads_t, ones = bufs
-        if single:
+        outs, acts, acts_t, dhs, grads_t, grads_tt, ones = bufs
+        if k == 1:
             x, y = x[0], y[0]
             masks = None if masks is None else [m[0] for m in masks]
             smoothing = None if smoothing is None else smoothing[0]
             if not isinstance(scale, float):
                 scale = scale[0]
-        acts, inputs = [], [x]
-        h = x
+        x_t = v.t(x)
+        # Each layer's input, as (B, fan_in) and transposed.
+        inputs, inputs_t = [x], [x_t]
         last = len(outs) - 1
         for i in range(last + 1):
             if v.narrow[i]:
-                z = v.t(v.affine(v.bT[i], v.WT[i], v.t(h), out=outs[i]))
+                v.affine(v.bT[i], v.WT[i], inputs_t[i], out=outs[i])
             else:
-                z = v.affine(v.b[i], h, v.W[i], out=outs[i])
+                v.affine(v.b[i], inputs[i], v.W[i], out=outs[i])
             if i == last:
                 break
-            a = fwd(z)
-            acts.append(a)
-            h = a if masks is None else a * masks[i]
-            inputs.append(h)
-        value, delta = loss.values_and_delta(z, y, smoothing)
+            fwd(acts[i])
+            if masks is None:
+                inputs.append(acts[i])
+                inputs_t.append(acts_t[i])
+            else:
+                h = acts[i] * masks[i]
+                inputs.append(h)
+                inputs_t.append(v.t(h))
+        if v.narrow[last]:
+            # The outputs are (.., n_out, B): the loss reduces along rows.
+            target = y if loss.index_targets else v.t(y)
+            value, delta_t = loss.values_and_delta(outs[last], target, smoothing, -2)
+            delta = v.t(delta_t)
+        else:
+            value, delta = loss.values_and_delta(acts[last], y, smoothing)
+            delta_t = None
+        # Scaled here for weighted and unweighted rows alike (not by the
+        # products' alpha): unit sample weights then give the same numbers.
         delta = delta.mul_(scale)
         for i in range(last, -1, -1):
             if v.narrow[i]:
-                v.gW[i].copy_(v.t(v.mm(v.t(delta), inputs[i], out=grads_t[i])))
+                d_t = v.t(delta) if delta_t is None else delta_t
+                v.mm(d_t, inputs[i], out=grads_t[i])
+                v.gW[i].copy_(grads_tt[i])
             else:
-                v.mm(v.t(inputs[i]), delta, out=v.gW[i])
+                v.mm(inputs_t[i], delta, out=v.gW[i])
             v.mm(ones, delta, out=v.gb[i])
             if i == 0:
                 break
@@ -304,6 +324,7 @@ class ParamStack:
             if masks is not None:
                 dh.mul_(masks[i - 1])
             delta = dh if bwd is None else bwd(dh, acts[i - 1])
+            delta_t = None
         return value.view(k, bsz)
 
     def autograd_step(
