@@ -122,7 +122,8 @@ def test_members_use_the_defaults_schedule_and_smoothing():
     member = clf.ensemble_.estimators_[0]
     assert member.learning_rate == "cosine"
     assert member.label_smoothing == clf.label_smoothing == 0.1
-    assert member.batch_size == auto_batch_size(270)
+    # The classifier's rule: at least 8 batches an epoch.
+    assert member.batch_size == auto_batch_size(270, 8) == 33
 
 
 def test_tiny_training_sets_train_without_a_hold_out():
@@ -138,6 +139,14 @@ def test_tiny_training_sets_train_without_a_hold_out():
 )
 def test_auto_batch_size(n_train, expected):
     assert auto_batch_size(n_train) == expected
+
+
+@pytest.mark.parametrize(
+    ("n_train", "expected"),
+    [(10, 10), (100, 32), (1000, 125), (4000, 500), (5000, 512)],
+)
+def test_auto_batch_size_with_eight_batches_an_epoch(n_train, expected):
+    assert auto_batch_size(n_train, 8) == expected
 
 
 def test_preprocessing_is_fitted_on_training_rows_only():
@@ -211,8 +220,10 @@ def test_own_validation_table_chooses_the_best_epoch(task):
     X_val, score_val = _table(n=150, seed=1)
     if task == "classification":
         Est, y, y_val = TabularMLPClassifier, score > 0, score_val > 0
+        per_epoch = 8
     else:
         Est, y, y_val = TabularMLPRegressor, score, score_val
+        per_epoch = 4
     est = Est(random_state=0, **FAST).fit(X, y, X_val=X_val, y_val=y_val)
     Z_val = est.preprocessor_.transform(X_val)
     if task == "regression":
@@ -222,7 +233,7 @@ def test_own_validation_table_chooses_the_best_epoch(task):
         assert len(m.validation_scores_) == m.n_iter_
         assert max(m.validation_scores_) == pytest.approx(m.score(Z_val, y_val))
         # Every training row trained: no rows were held out of X.
-        assert m.batch_size == auto_batch_size(len(X))
+        assert m.batch_size == auto_batch_size(len(X), per_epoch)
 
 
 def test_validation_table_is_routed_through_a_search():

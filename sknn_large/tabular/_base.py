@@ -39,8 +39,9 @@ _PREPROCESSOR_PARAMS = (
     "numeric_bins",
     "max_onehot_categories",
 )
-# batch_size="auto": at least 4 batches an epoch, so that small tables still
-# get steps, and at most 512 rows, which measured best on the benchmark.
+# batch_size="auto": at least a few batches an epoch (the estimator's
+# ``_batches_per_epoch``), so that small tables still get steps, and at most
+# 512 rows, which measured best on the benchmark.
 _AUTO_BATCHES_PER_EPOCH = 4
 _AUTO_BATCH_RANGE = (32, 512)
 # Fewer held-out rows than this choose a best epoch by noise: train on all.
@@ -62,21 +63,28 @@ def _constraints() -> dict:
     }
 
 
-def auto_batch_size(n_train: int) -> int:
+def auto_batch_size(
+    n_train: int, batches_per_epoch: int = _AUTO_BATCHES_PER_EPOCH
+) -> int:
     """The batch size ``batch_size="auto"`` picks for ``n_train`` training rows.
 
     Parameters
     ----------
     n_train : int
         Rows the networks train on (after the validation hold-out).
+    batches_per_epoch : int, default=4
+        Batches an epoch has at least, below 512-row batches:
+        :class:`~sknn_large.TabularMLPRegressor` uses 4,
+        :class:`~sknn_large.TabularMLPClassifier` 8.
 
     Returns
     -------
     int
-        ``n_train // 4`` clipped to [32, 512], and never above ``n_train``.
+        ``n_train // batches_per_epoch`` clipped to [32, 512], and never above
+        ``n_train``.
     """
     low, high = _AUTO_BATCH_RANGE
-    size = int(np.clip(n_train // _AUTO_BATCHES_PER_EPOCH, low, high))
+    size = int(np.clip(n_train // batches_per_epoch, low, high))
     return max(1, min(size, n_train))
 
 
@@ -84,6 +92,8 @@ class _BaseTabularMLP(BaseEstimator):
     """Fitting shared by the two estimators: preprocess, then the ensemble."""
 
     _ensemble_class: type
+    # batch_size="auto" (see auto_batch_size): chosen per task on the benchmark.
+    _batches_per_epoch: int = _AUTO_BATCHES_PER_EPOCH
 
     def _ensemble_params(self) -> dict:
         return {name: getattr(self, name) for name in _MEMBER_PARAMS}
@@ -126,7 +136,7 @@ class _BaseTabularMLP(BaseEstimator):
         holds_out = X_val is not None or n_val > 0
         n_train = len(y) - n_val
         batch = (
-            auto_batch_size(n_train)
+            auto_batch_size(n_train, self._batches_per_epoch)
             if self.batch_size == "auto"
             else min(self.batch_size, n_train)
         )
@@ -180,7 +190,7 @@ default="relu"
         Strength of the L2 penalty on the weights.
 
     batch_size : int or "auto", default="auto"
-        Rows per mini-batch. ``"auto"``: a quarter of the training rows,
+        Rows per mini-batch. ``"auto"``: %(batch_share)s of the training rows,
         clipped to [32, 512] (see :func:`auto_batch_size`).
 
     learning_rate : str, default="cosine"
@@ -192,7 +202,7 @@ default="relu"
     learning_rate_init : float, default=3e-3
         Initial (peak) learning rate.
 
-    max_iter : int, default=30
+    max_iter : int, default=%(max_iter)d
         Most epochs a network trains.
 
     n_iter_no_change : int, default=8

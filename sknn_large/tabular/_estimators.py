@@ -32,6 +32,21 @@ from ._base import _ATTRIBUTES_DOC, _PARAMS_DOC, _BaseTabularMLP, _constraints
 __all__ = ["TabularMLPClassifier", "TabularMLPRegressor"]
 
 
+# The defaults that differ between the two estimators, for their docstrings.
+_CLASSIFIER_DOC = {
+    "n_estimators": 4,
+    "numeric_transform": "quantile",
+    "batch_share": "an eighth",
+    "max_iter": 20,
+}
+_REGRESSOR_DOC = {
+    "n_estimators": 8,
+    "numeric_transform": "robust",
+    "batch_share": "a quarter",
+    "max_iter": 30,
+}
+
+
 def _numeric_target(y) -> np.ndarray:
     # sklearn's checks (NaN, infinity, dtype); one column becomes 1-D.
     y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
@@ -48,7 +63,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     class probabilities.
 
     Parameters
-    ----------{_PARAMS_DOC % {"n_estimators": 4, "numeric_transform": "quantile"}}
+    ----------{_PARAMS_DOC % _CLASSIFIER_DOC}
 
     label_smoothing : float, default=0.1
         Share of each target's probability spread evenly over the classes in
@@ -79,6 +94,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
     """
 
     _ensemble_class = LargeMLPEnsembleClassifier
+    _batches_per_epoch = 8
     _parameter_constraints: dict = {
         **_constraints(),
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
@@ -94,7 +110,7 @@ class TabularMLPClassifier(ClassifierMixin, _BaseTabularMLP):
         batch_size="auto",
         learning_rate="cosine",
         learning_rate_init=3e-3,
-        max_iter=30,
+        max_iter=20,
         n_iter_no_change=8,
         validation_fraction=0.1,
         dropout=0.0,
@@ -224,7 +240,7 @@ class TabularMLPRegressor(RegressorMixin, _BaseTabularMLP):
     their predictions.
 
     Parameters
-    ----------{_PARAMS_DOC % {"n_estimators": 8, "numeric_transform": "robust"}}
+    ----------{_PARAMS_DOC % _REGRESSOR_DOC}
 
     Attributes
     ----------
