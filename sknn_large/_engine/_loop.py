@@ -178,9 +178,6 @@ class _Trainer:
             bufs = {name: b[0] for name, b in self.buffers.items()}
             lr, step = self.hyper["lr"][0, 0], self.steps[0]
             self.single = (theta, grad, theta[:n_w], grad[:n_w], bufs, lr, step)
-            # The step count on the host too: a fused CPU update reads it
-            # there, and a tensor read per step is one more dispatch.
-            self.host_step = float(step)
         # Per-batch schedules: the step reads lr = lr_init * factor(progress).
         self.schedules = [m.cfg.learning_rate for m in self.members]
         self.batch_scheduled = any(n in _BATCH_SCHEDULES for n in self.schedules)
@@ -354,12 +351,11 @@ def _apply_one(tr: _Trainer, n, into: torch.Tensor | None = None):
         pen = l1.mul_(s["l1"]) if pen is None else pen.add(l1, alpha=s["l1"])
         gw.add_(w.sign() * (s["l1"] / n))
     step.add_(1.0)
-    tr.host_step += 1.0
     tr.schedule_step()
     if tr.solver.fused is None or (tr.solver.fused_reads_step and not tr.on_cpu):
         tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
     else:
-        tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights, tr.host_step)
+        tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights)
     return pen if into is None else pen.reshape(1)
 
 

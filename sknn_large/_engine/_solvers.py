@@ -47,11 +47,11 @@ class Solver:
     hyper : tuple of str
         The per-member settings the step reads, as ``(K, 1)`` tensors.
     fused : callable or None
-        ``fused(theta, grad, buffers, settings, lr, step, n_weights, t)`` for
-        one member (flat 1-D tensors, settings as floats, ``lr`` and ``step``
-        one-element tensors, ``t`` the step count as a float, already
-        incremented): torch's fused kernel for the same update, one pass over
-        the parameters. None: the stacked ``step`` serves ``K = 1`` too.
+        ``fused(theta, grad, buffers, settings, lr, step, n_weights)`` for one
+        member (flat 1-D tensors, settings as floats, ``lr`` and ``step``
+        one-element tensors): torch's fused kernel for the same update, one
+        pass over the parameters. None: the stacked ``step`` serves ``K = 1``
+        too.
     fused_reads_step : bool
         Whether ``fused`` reads the step count on the host (so it serves CPU
         tensors only: a captured CUDA graph would freeze the value read).
@@ -127,10 +127,10 @@ def _rmsprop(theta, grad, buf, h) -> None:
     theta.sub_(b * h["lr"])
 
 
-def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int, t: float) -> None:
+def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int) -> None:
     # torch's kernel adds epsilon to the bias-corrected sqrt(v); scikit-learn
     # adds it to sqrt(v): the same update with epsilon / sqrt(1 - beta_2^t).
-    eps = s["epsilon"] / math.sqrt(1.0 - s["beta_2"] ** t)
+    eps = s["epsilon"] / math.sqrt(1.0 - s["beta_2"] ** float(step))
     torch._fused_adam_(
         [theta], [grad], [buf["exp_avg"]], [buf["exp_avg_sq"]], [], [step],
         lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=0.0,
@@ -138,7 +138,7 @@ def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int, t: float) -> None
     )  # fmt: skip
 
 
-def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int, t: float) -> None:
+def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int) -> None:
     # Decoupled decay on the weights only: two lists, one call each.
     m, v = buf["exp_avg"], buf["exp_avg_sq"]
     for part, decay in (
@@ -152,7 +152,7 @@ def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int, t: float) -> Non
         )  # fmt: skip
 
 
-def _fused_sgd(theta, grad, buf, s, lr, step, n_weights: int, t: float) -> None:
+def _fused_sgd(theta, grad, buf, s, lr, step, n_weights: int) -> None:
     # Zero-initialised buffers make every step a "later" step (buf = g at first).
     momentum = s["momentum"]
     torch._fused_sgd_(
