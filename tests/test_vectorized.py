@@ -1,5 +1,6 @@
 """The vectorised engine: each member equals the same model trained alone."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -75,6 +76,83 @@ def test_member_equals_single_model_per_solver(solver, iris_std):
         _classifier(solver=solver), grid, X, y, _folds(150, [120, 110, 130])
     )
     _assert_same(alone, vec)
+
+
+def _count_stack_wide_fused(monkeypatch, solver):
+    # Counts the fused-kernel calls that update a whole (K, P) stack at once.
+    from sknn_large._engine import _solvers
+
+    record = _solvers._SOLVERS[solver]
+    calls = []
+
+    def spy(theta, *args):
+        if theta.dim() == 2:
+            calls.append(theta.shape[0])
+        return record.fused(theta, *args)
+
+    patched = dict(_solvers._SOLVERS)
+    patched[solver] = dataclasses.replace(record, fused=spy)
+    monkeypatch.setattr(_solvers, "_SOLVERS", patched)
+    from sknn_large._engine import _loop
+
+    monkeypatch.setattr(_loop, "_SOLVERS", patched)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "adam"},
+        {"solver": "adam", "learning_rate": "warmup_cosine"},
+        {"solver": "adamw", "alpha": 1e-2},
+        {"solver": "sgd", "momentum": 0.9, "nesterovs_momentum": True},
+    ],
+)
+def test_members_sharing_settings_update_in_one_fused_call(
+    params, iris_std, monkeypatch
+):
+    # An ensemble's members differ only in their seeds: one fused kernel call
+    # updates the whole stack, and each member still equals its fit alone.
+    X, y = iris_std
+    calls = _count_stack_wide_fused(monkeypatch, params["solver"])
+    grid = [{"random_state": s} for s in range(3)]
+    alone, vec = _alone_and_vectorised(
+        _classifier(**params), grid, X, y, _folds(150, [120] * 3)
+    )
+    _assert_same(alone, vec)
+    # 5 epochs of 4 batches; the fits alone update a 1-D vector.
+    assert calls == [3] * 20
+
+
+def test_members_apart_in_rate_or_step_count_leave_the_fused_call(
+    iris_std, monkeypatch
+):
+    # Members of unequal folds skip batches (their step counts part), and
+    # adaptive rates part on their own: both fall back to the stacked update.
+    X, y = iris_std
+    calls = _count_stack_wide_fused(monkeypatch, "sgd")
+    base = _classifier(solver="sgd", max_iter=8, learning_rate_init=0.05)
+    grid = [{"random_state": s} for s in range(2)]
+    alone, vec = _alone_and_vectorised(base, grid, X, y, _folds(150, [150, 60]))
+    _assert_same(alone, vec)
+    # Fused until the shorter fold runs out of batches, on the first epoch.
+    assert calls == [2, 2]
+    calls.clear()
+    base = _classifier(
+        solver="sgd",
+        learning_rate="adaptive",
+        learning_rate_init=0.5,
+        max_iter=30,
+        n_iter_no_change=1,
+        tol=1e-3,
+    )
+    alone, vec = _alone_and_vectorised(base, grid, X, y, _folds(150, [120, 120]))
+    _assert_same(alone, vec)
+    # Equal folds keep the step counts equal: only the rates, set apart by
+    # 'adaptive' at the end of an epoch, end the fused calls before any
+    # member stops.
+    epochs = min(v.n_iter_ for v in vec)
+    assert calls and len(calls) % 4 == 0 and len(calls) < 4 * epochs
 
 
 def test_member_equals_single_model_with_dropout(iris_std):

@@ -1,10 +1,10 @@
 """The one training loop: a stack of K >= 1 members, epoch by epoch.
 
 ``train`` -> ``_run_epoch`` -> ``_Trainer.step`` -> (hand-derived or autograd
-gradient, then :func:`apply_step`). A plain ``fit`` is ``K = 1``; a vectorised
-search or an ensemble is ``K > 1``. Each member keeps its own settings, rows,
-shuffling and dropout streams, stopping rule, schedule and hooks; members that
-stop leave the stack and stop costing work.
+gradient, then :func:`~._update.apply_step`). A plain ``fit`` is ``K = 1``; a
+vectorised search or an ensemble is ``K > 1``. Each member keeps its own
+settings, rows, shuffling and dropout streams, stopping rule, schedule and
+hooks; members that stop leave the stack and stop costing work.
 
 The hot path does device work only: one host read per epoch (the members'
 losses), hyper-parameters such as the learning rate live in device tensors
@@ -34,6 +34,7 @@ from ._solvers import (
 )
 from ._stack import ParamStack, flat_to_module
 from ._threads import training_threads
+from ._update import apply_one, apply_step, per_member, shared_update
 from ._validation import Validation, measure_held_out
 
 EpochEnd = Callable[[nn.Module, TrainState], "bool | None"]
@@ -198,11 +199,15 @@ class _Trainer:
         self.has_l1 = any(r["l1"] > 0 for r in rows)
         self.dropout = [m.cfg.dropout for m in self.members]
         self.has_dropout = any(p > 0 for p in self.dropout)
+        self.shared = shared_update(self, rows)
 
     def update_lr(self) -> None:
         """Write the members' current rates into the tensor the step reads."""
         lr = [[m.lr] for m in self.members]
         self.hyper["lr"].copy_(torch.tensor(lr, dtype=self.hyper["lr"].dtype))
+        if self.shared is not None and len({m.lr for m in self.members}) > 1:
+            # Per-member rules (sgd's 'adaptive') set the rates apart.
+            self.shared = None
 
     def schedule_step(self) -> None:
         """Per-batch schedules: set this step's rate, on the device (graph-safe)."""
@@ -274,89 +279,17 @@ class _Trainer:
             report = value.sum()
             if per_output != 1.0:
                 report = report * per_output
-            return _apply_one(self, n, report)
+            return apply_one(self, n, report)
         data = value.mean(dim=1) if w is None else (value * w).sum(dim=1) / n[:, 0]
         if per_output != 1.0:
             data = data * per_output
         if self.single is not None:
-            pen = _apply_one(self, n)
+            pen = apply_one(self, n)
             report = data if pen is None else data + pen / n[0, 0]
         else:
-            report = data + apply_step(self, n, counts) / _per_member(n)
+            report = data + apply_step(self, n, counts) / per_member(n)
         rows = bsz if counts is None else counts.to(report.dtype)
         return report * rows
-
-
-def _per_member(n) -> torch.Tensor | float:
-    return n if isinstance(n, float) else n[:, 0]
-
-
-def apply_step(tr: _Trainer, n, counts) -> torch.Tensor:
-    """Penalty gradient, then the optimizer update; returns the penalty.
-
-    ``n`` is each member's batch size or weight sum (a float or ``(K, 1)``);
-    the penalty's gradient is divided by it, the returned ``(K,)`` penalty is
-    not. Members without rows in this batch (``counts == 0``) keep their
-    parameters and buffers.
-    """
-    st, h = tr.stack, tr.hyper
-    w, gw = st.theta[:, : st.n_weights], st.grad[:, : st.n_weights]
-    pen = torch.zeros(st.k, device=w.device, dtype=w.dtype)
-    if tr.has_l2:
-        sq = torch.bmm(w.unsqueeze(1), w.unsqueeze(2))[:, 0, 0]
-        pen = pen + 0.5 * h["l2"][:, 0] * sq
-        gw.add_(w * (h["l2"] / n))
-    if tr.has_l1:
-        pen = pen + h["l1"][:, 0] * w.abs().sum(dim=1)
-        gw.add_(w.sign() * (h["l1"] / n))
-    idle = None
-    if counts is not None and bool((counts == 0).any()):
-        idle = (counts == 0).nonzero()[:, 0]
-        saved = [st.theta[idle]] + [b[idle] for b in tr.buffers.values()]
-        h["step"].add_((counts > 0).to(h["step"].dtype).unsqueeze(1))
-    else:
-        h["step"].add_(1.0)
-    tr.schedule_step()
-    tr.solver.step(st.theta, st.grad, tr.buffers, h)
-    if idle is not None:
-        for t, s in zip([st.theta, *tr.buffers.values()], saved, strict=True):
-            t[idle] = s
-    return pen
-
-
-def _apply_one(tr: _Trainer, n, into: torch.Tensor | None = None):
-    """:func:`apply_step` for a single member, in single passes.
-
-    ``n`` is the batch size (a float) or its weight sum (a ``(1, 1)`` tensor).
-    Returns the penalty (not divided by ``n``), or None without one; given
-    ``into`` (a 0-d tensor), returns ``into`` plus the penalty as ``(1,)``
-    instead, the scaling folded into the additions.
-    """
-    st, s = tr.stack, tr.scalars
-    theta, grad, w, gw, bufs, lr, step = tr.single
-    pen = into
-    if not isinstance(n, float):
-        n = n[0, 0]
-    if s["l2"] > 0:
-        sq = torch.dot(w, w)
-        pen = (
-            sq.mul_(0.5 * s["l2"]) if pen is None else pen.add(sq, alpha=0.5 * s["l2"])
-        )
-        if isinstance(n, float):
-            gw.add_(w, alpha=s["l2"] / n)
-        else:
-            gw.add_(w * (s["l2"] / n))
-    if s["l1"] > 0:
-        l1 = w.abs().sum()
-        pen = l1.mul_(s["l1"]) if pen is None else pen.add(l1, alpha=s["l1"])
-        gw.add_(w.sign() * (s["l1"] / n))
-    step.add_(1.0)
-    tr.schedule_step()
-    if tr.solver.fused is None or (tr.solver.fused_reads_step and not tr.on_cpu):
-        tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
-    else:
-        tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights)
-    return pen if into is None else pen.reshape(1)
 
 
 # ------------------------------------------------------------------ epochs

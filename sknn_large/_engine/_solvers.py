@@ -47,11 +47,12 @@ class Solver:
     hyper : tuple of str
         The per-member settings the step reads, as ``(K, 1)`` tensors.
     fused : callable or None
-        ``fused(theta, grad, buffers, settings, lr, step, n_weights)`` for one
-        member (flat 1-D tensors, settings as floats, ``lr`` and ``step``
-        one-element tensors): torch's fused kernel for the same update, one
-        pass over the parameters. None: the stacked ``step`` serves ``K = 1``
-        too.
+        ``fused(theta, grad, buffers, settings, lr, step, n_weights)``: torch's
+        fused kernel for the same update, one pass over the parameters, for
+        one member (flat 1-D tensors) or a stack whose members share every
+        setting, rate and step count (contiguous ``(K, P)`` tensors);
+        settings as floats, ``lr`` and ``step`` one-element tensors. None: the
+        stacked ``step`` serves every case.
     fused_reads_step : bool
         Whether ``fused`` reads the step count on the host (so it serves CPU
         tensors only: a captured CUDA graph would freeze the value read).
@@ -138,6 +139,12 @@ def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int) -> None:
     )  # fmt: skip
 
 
+def _pieces(t: torch.Tensor, part: slice) -> list[torch.Tensor]:
+    # The kernels need contiguous tensors: a column slice of a (K, P) stack
+    # is not one (the CPU kernel writes past it), each member's row slice is.
+    return [t[part]] if t.dim() == 1 else [row[part] for row in t]
+
+
 def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int) -> None:
     # Decoupled decay on the weights only: two lists, one call each.
     m, v = buf["exp_avg"], buf["exp_avg_sq"]
@@ -145,8 +152,9 @@ def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int) -> None:
         (slice(0, n_weights), s["weight_decay"]),
         (slice(n_weights, None), 0.0),
     ):
+        ts = [_pieces(t, part) for t in (theta, grad, m, v)]
         torch._fused_adamw_(
-            [theta[part]], [grad[part]], [m[part]], [v[part]], [], [step],
+            *ts, [], [step] * len(ts[0]),
             lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=decay,
             eps=s["epsilon"], amsgrad=False, maximize=False,
         )  # fmt: skip

@@ -21,7 +21,7 @@ handful of columns (measured once per process and rank), the layers that
 narrow (an output layer with a few classes; in a stack, one unit too) are
 multiplied transposed, and a one-column input gradient is an outer product.
 The penalty's gradient and the optimizer update are the same code for both
-paths (:func:`apply_step`).
+paths (:func:`~sknn_large._engine._update.apply_step`).
 """
 
 from __future__ import annotations
