@@ -37,6 +37,16 @@ def test_each_schedule_rate_over_steps():
     assert _factor("constant", 0.7) == 1.0
 
 
+def test_members_on_different_schedules_each_follow_their_own():
+    # A stack mixing schedules gives each row its own factor, as alone.
+    names = ["cosine", "constant", "onecycle", "cosine", "warmup_cosine"]
+    p = torch.tensor([[0.5], [0.5], [0.1], [0.9], [0.02]], dtype=torch.float64)
+    mixed = schedule_factor(names, p)[:, 0].tolist()
+    alone = [_factor(n, float(q)) for n, q in zip(names, p[:, 0], strict=True)]
+    assert mixed == pytest.approx(alone, rel=1e-15)
+    assert len(set(mixed)) == len(mixed)
+
+
 @pytest.mark.parametrize("schedule", sorted(_BATCH_SCHEDULES))
 def test_schedule_is_stepped_every_batch_of_a_fit(schedule, iris):
     # After max_iter epochs of n batches the rate is the factor at p = 1, and

@@ -304,6 +304,11 @@ def schedule_factor(names: list[str], progress: torch.Tensor) -> torch.Tensor:
     progress : Tensor of shape (K, 1)
         Steps taken over the steps of ``max_iter`` epochs.
     """
+    if len(set(names)) == 1:
+        # Every member on one schedule (an ensemble, a single fit): no row
+        # selection, which would build an index tensor every step.
+        fn = _BATCH_SCHEDULES.get(names[0])
+        return torch.ones_like(progress) if fn is None else fn(progress)
     out = torch.ones_like(progress)
     for name, fn in _BATCH_SCHEDULES.items():
         rows = [k for k, n in enumerate(names) if n == name]
