@@ -49,6 +49,15 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     floor = result["matmul_floor"]
     assert set(floor) == {"float32", "bfloat16"}
     assert all(f["seconds"] > 0 and f["gflops"] > 0 for f in floor.values())
+    # One floor pass per round, paired with that round's float32 fits.
+    assert len(result["floor_rounds"]) == 1 and result["floor_rounds"][0] > 0
+    own = rows[0]
+    rounds = zip(own["fit_s_all"], result["floor_rounds"], strict=True)
+    paired = [t / f for t, f in rounds]
+    assert own["ratio_vs_floor_rounds"] == paired
+    assert own["ratio_vs_floor_paired"] == paired[0]
+    assert "ratio_vs_floor_paired" not in rows[1]  # bf16: its own floor
+    assert "paired by round" in stdout
     assert "native bf16 instructions" in stdout
     assert isinstance(result["precision"]["native"], list)
     assert [p["case"] for p in result["prediction"]] == ["sknn_large", "sklearn MLP"]
