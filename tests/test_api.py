@@ -120,6 +120,55 @@ def test_string_labels_and_dataframe(iris):
     assert clf.score(df, names) > 0.8
 
 
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["b", "a", "c", "a", "b"]),  # multiclass, unicode
+        np.array(["no", "yes", "yes", "no", "no"], dtype=object),  # binary
+        np.array(["only"] * 5, dtype=object),  # a single class
+    ],
+)
+def test_string_labels_binarize_as_label_binarizer_does(labels):
+    # String labels are encoded with one sort; the classes, target kind and
+    # training matrix must be LabelBinarizer's own.
+    from sklearn.preprocessing import LabelBinarizer
+
+    from sknn_large._classifier import _binarize_labels
+
+    binarizer, Y = _binarize_labels(labels)
+    reference = LabelBinarizer().fit(labels)
+    np.testing.assert_array_equal(binarizer.classes_, reference.classes_)
+    assert binarizer.classes_.dtype == reference.classes_.dtype
+    assert binarizer.y_type_ == reference.y_type_
+    np.testing.assert_array_equal(Y, reference.transform(labels).astype(bool))
+    assert Y.dtype == bool
+
+
+def test_string_labels_train_as_their_integer_codes(iris):
+    # The same rows under string names and under integer codes: the same fit.
+    X, y = iris
+    species = np.array(["setosa", "versicolor", "virginica"], dtype=object)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    by_name = LargeMLPClassifier(**kw).fit(X, species[y])
+    by_code = LargeMLPClassifier(**kw).fit(X, y)
+    for a, b in zip(by_name.coefs_, by_code.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(by_name.classes_, species)
+    np.testing.assert_array_equal(by_name.predict(X), species[by_code.predict(X)])
+
+
+def test_mixed_label_types_fail_as_in_sklearn():
+    # Labels that do not sort (strings and numbers) fail in sklearn's target
+    # check, before any encoding, with the error MLPClassifier gives.
+    X = np.arange(8, dtype=float).reshape(4, 2)
+    y = np.array(["a", 1, "b", 2], dtype=object)
+    with pytest.raises(TypeError, match="not supported") as theirs:
+        MLPClassifier(max_iter=1).fit(X, y)
+    with pytest.raises(TypeError) as ours:
+        LargeMLPClassifier(max_iter=1).fit(X, y)
+    assert str(ours.value) == str(theirs.value)
+
+
 @pytest.mark.parametrize("fmt", [sp.csr_matrix, sp.csc_matrix])
 def test_sparse_input_matches_dense(fmt, iris):
     # CSR/CSC input trains and predicts exactly like the dense array.
