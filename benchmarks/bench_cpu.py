@@ -572,8 +572,7 @@ def matmul_floor(sizes: Sizes, n_train: int) -> dict[str, dict[str, float]]:
     -------
     dict
         ``{"float32": {...}, "bfloat16": {...}}`` with the best of three
-        ``seconds`` and the achieved ``gflops`` (the run then lowers the
-        float32 one to its best floor pass of any round).
+        ``seconds`` and the achieved ``gflops``.
     """
     steps = floor_steps(sizes, n_train)
     out = {}
@@ -582,6 +581,20 @@ def matmul_floor(sizes: Sizes, n_train: int) -> dict[str, dict[str, float]]:
         best = min(_floor_pass(step, steps) for _ in range(3))
         out[name] = {"seconds": best, "gflops": flops_step * steps / best / 1e9}
     return out
+
+
+def best_floor(
+    after_fits: dict[str, dict[str, float]], rounds: list[float]
+) -> dict[str, dict[str, float]]:
+    """:func:`matmul_floor` with its float32 floor the best of it and ``rounds``.
+
+    ``rounds`` are the float32 passes :func:`floor_timer` timed at each
+    round's start, over the same steps.
+    """
+    f32 = after_fits["float32"]
+    best = min([f32["seconds"], *rounds])
+    flops = f32["gflops"] * f32["seconds"]
+    return {**after_fits, "float32": {"seconds": best, "gflops": flops / best}}
 
 
 def floor_timer(sizes: Sizes, n_train: int) -> Callable[[], float]:
@@ -655,18 +668,14 @@ def precision_report(
     f32 = next(r for r in rows if r["case"] == "sknn_large")
     b16 = next(r for r in rows if r["case"] == "sknn_large bf16")
     fit_ratio = b16["fit_s_median"] / f32["fit_s_median"]
-    # Against the float32 passes timed next to the bf16 ones, not the run's
-    # best float32 pass: both floors from the same minutes.
-    f32_floor = floor["float32"].get("after_fits_seconds", floor["float32"]["seconds"])
-    floor_ratio = floor["bfloat16"]["seconds"] / f32_floor
+    floor_ratio = floor["bfloat16"]["seconds"] / floor["float32"]["seconds"]
     warned = [w for w in b16["warnings"] if "bf" in w.lower() or "precision" in w]
     met = fit_ratio <= 1.0 or bool(warned)
     have = "yes (" + ", ".join(native) + ")" if native else "no"
     lines = [
         f"native bf16 instructions (avx512_bf16 / amx_bf16): {have}",
         f"bf16 matrix products alone: {floor_ratio:.2f}x the float32 products' time"
-        f" ({floor['bfloat16']['gflops']:.0f} vs"
-        f" {floor['float32']['gflops'] * floor['float32']['seconds'] / f32_floor:.0f}"
+        f" ({floor['bfloat16']['gflops']:.0f} vs {floor['float32']['gflops']:.0f}"
         " GFLOP/s)",
         f"sknn_large precision='bfloat16': {fit_ratio:.2f}x the float32 fit's time"
         f" ({'faster' if fit_ratio <= 1 else 'SLOWER'})",
@@ -1742,19 +1751,13 @@ def _compare(
     cases = build_cases(sizes, with_skorch)
     n_train = data[0].shape[0]
     trained = run_training(cases, data, sizes, floor_timer(sizes, n_train))
-    result["matmul_floor"] = floor = matmul_floor(sizes, n_train)
+    result["matmul_floor"] = after_fits = matmul_floor(sizes, n_train)
     result["floor_rounds"] = trained["floor_rounds"]
-    # The float32 floor is the best of every pass of the run, the rounds'
-    # included: three passes after the fits can all fall in a slow phase of
-    # the machine, and a slow floor would flatter every ratio to it.
-    f32 = floor["float32"]
-    f32["after_fits_seconds"] = f32["seconds"]
-    best = min([f32["seconds"], *trained["floor_rounds"]])
-    f32["gflops"] *= f32["seconds"] / best
-    f32["seconds"] = best
-    rows = training_rows(
-        cases, n_train, sizes.epochs, result["matmul_floor"], trained["floor_rounds"]
-    )
+    # Ratios are taken to the best float32 pass of the run, the rounds'
+    # included: the three passes after the fits can all fall in a slow phase
+    # of the machine, and a slow floor would flatter every ratio to it.
+    result["floor"] = floor = best_floor(after_fits, trained["floor_rounds"])
+    rows = training_rows(cases, n_train, sizes.epochs, floor, trained["floor_rounds"])
     result["training"] = rows
     result["load_before_rounds"] = trained["load_before_rounds"]
     result["targets"] = check_targets(rows)
@@ -1771,9 +1774,10 @@ def _compare(
             f" accuracy gap {t['accuracy_gap_points']:.2f} points: {verdict}"
         )
     print("\n## Hardware floor: the step's matrix products alone, same step count")
-    for line in floor_lines(result["matmul_floor"], rows):
+    for line in floor_lines(floor, rows):
         print(line)
-    result["precision"] = precision_report(result["matmul_floor"], rows)
+    # Both floors of the bf16 comparison from the same minutes.
+    result["precision"] = precision_report(after_fits, rows)
     print("\n## Precision: bfloat16 on this CPU")
     for line in result["precision"]["lines"]:
         print(line)
