@@ -252,3 +252,58 @@ def test_one_column_layers_step_as_autograd(widths, k, transposed, monkeypatch):
     v2 = auto.autograd_step(x, y, 1.0 / 16, "tanh", loss, None, None)
     torch.testing.assert_close(v1, v2, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(hand.grad, auto.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "adam"},
+        {"solver": "sgd", "momentum": 0.9, "nesterovs_momentum": True},
+        {"solver": "sgd", "momentum": 0.0},
+    ],
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_l2_gradient_in_the_fused_kernel_trains_as_added_before(
+    params, weighted, monkeypatch
+):
+    # A pure L2 penalty's gradient is added by the fused kernel on the CPU;
+    # the fit equals the one that adds it to the gradient first (bit for bit
+    # but for a few float32 ulps, where the kernel rounds otherwise), and the
+    # kernel is indeed handed it.
+    import dataclasses
+
+    from sknn_large._engine import _loop
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(203, 7).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] ** 2 > 0.5).astype(int) + (X[:, 2] > 0)
+    sw = rng.uniform(0.5, 2.0, len(y)) if weighted else None
+    kw = dict(hidden_layer_sizes=(33, 17), alpha=0.05, batch_size=40, max_iter=4)
+    est = LargeMLPClassifier(random_state=0, device="cpu", **kw, **params)
+
+    record = _SOLVERS[params["solver"]]
+    handed = []
+
+    def spy(*args, **kwargs):
+        handed.append(kwargs.get("l2") is not None)
+        return record.fused(*args, **kwargs)
+
+    monkeypatch.setitem(
+        _loop._SOLVERS, params["solver"], dataclasses.replace(record, fused=spy)
+    )
+    folded = clone(est).fit(X, y, sample_weight=sw)
+    assert handed and all(handed)
+
+    monkeypatch.setitem(
+        _loop._SOLVERS,
+        params["solver"],
+        dataclasses.replace(record, fused_l2=False),
+    )
+    added = clone(est).fit(X, y, sample_weight=sw)
+    for a, b in zip(
+        folded.coefs_ + folded.intercepts_,
+        added.coefs_ + added.intercepts_,
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(folded.loss_curve_, added.loss_curve_, rtol=1e-6)

@@ -85,10 +85,10 @@ def _count_stack_wide_fused(monkeypatch, solver):
     record = _solvers._SOLVERS[solver]
     calls = []
 
-    def spy(theta, *args):
+    def spy(theta, *args, **kwargs):
         if theta.dim() == 2:
             calls.append(theta.shape[0])
-        return record.fused(theta, *args)
+        return record.fused(theta, *args, **kwargs)
 
     patched = dict(_solvers._SOLVERS)
     patched[solver] = dataclasses.replace(record, fused=spy)

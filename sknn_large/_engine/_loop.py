@@ -31,6 +31,7 @@ from ._solvers import (
     lr_after_epoch,
     member_hyper,
     schedule_factor,
+    split_for_l2,
 )
 from ._stack import ParamStack, flat_to_module
 from ._threads import training_threads
@@ -179,6 +180,13 @@ class _Trainer:
             bufs = {name: b[0] for name, b in self.buffers.items()}
             lr, step = self.hyper["lr"][0, 0], self.steps[0]
             self.single = (theta, grad, theta[:n_w], grad[:n_w], bufs, lr, step)
+        # On the CPU a pure L2 penalty's gradient goes into the fused kernel
+        # (see apply_one), through weight and bias views made here once.
+        self.l2_split = None
+        s, solver = self.scalars, self.solver
+        if s is not None and solver.fused_l2 and self.on_cpu:
+            if s["l2"] > 0 and s["l1"] == 0:
+                self.l2_split = split_for_l2(theta, grad, bufs, solver.buffers, n_w)
         # Per-batch schedules: the step reads lr = lr_init * factor(progress).
         self.schedules = [m.cfg.learning_rate for m in self.members]
         self.batch_scheduled = any(n in _BATCH_SCHEDULES for n in self.schedules)

@@ -47,12 +47,18 @@ class Solver:
     hyper : tuple of str
         The per-member settings the step reads, as ``(K, 1)`` tensors.
     fused : callable or None
-        ``fused(theta, grad, buffers, settings, lr, step, n_weights)``: torch's
-        fused kernel for the same update, one pass over the parameters, for
-        one member (flat 1-D tensors) or a stack whose members share every
-        setting, rate and step count (contiguous ``(K, P)`` tensors);
-        settings as floats, ``lr`` and ``step`` one-element tensors. None: the
-        stacked ``step`` serves every case.
+        ``fused(theta, grad, buffers, settings, lr, step, n_weights, l2=None)``:
+        torch's fused kernel for the same update, one pass over the
+        parameters, for one member (flat 1-D tensors) or a stack whose members
+        share every setting, rate and step count (contiguous ``(K, P)``
+        tensors); settings as floats, ``lr`` and ``step`` one-element tensors.
+        ``l2`` (flat tensors only), ``(coef, split_for_l2(...))``, adds
+        ``coef * weights`` to the weights' gradient inside the kernel, which
+        does not write ``grad``. None: the stacked ``step`` serves every case.
+    fused_l2 : bool
+        Whether ``fused`` takes a nonzero ``l2``: the kernel's own coupled
+        weight decay, which sums ``grad + l2 * w`` to the same bits as
+        ``grad.add_(w, alpha=l2)`` and saves that pass over the weights.
     fused_reads_step : bool
         Whether ``fused`` reads the step count on the host (so it serves CPU
         tensors only: a captured CUDA graph would freeze the value read).
@@ -65,6 +71,7 @@ class Solver:
     hyper: tuple[str, ...] = ()
     fused: Callable | None = None
     fused_reads_step: bool = False
+    fused_l2: bool = False
 
     @property
     def stochastic(self) -> bool:
@@ -128,15 +135,37 @@ def _rmsprop(theta, grad, buf, h) -> None:
     theta.sub_(b * h["lr"])
 
 
-def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int) -> None:
+def split_for_l2(theta, grad, buf: Buffers, names: tuple[str, ...], n_weights: int):
+    """Weight and bias views of ``theta``, ``grad`` and the ``names`` buffers.
+
+    Made once per fit for a fused kernel's ``l2`` (flat tensors): the
+    weights' part takes the L2 gradient, the biases' none.
+    """
+    tensors = (theta, grad, *(buf[name] for name in names))
+    return (
+        tuple(t[:n_weights] for t in tensors),
+        tuple(t[n_weights:] for t in tensors),
+    )
+
+
+def _calls(theta, grad, buf: Buffers, names: tuple[str, ...], l2):
+    """``(tensors, weight decay)`` for each kernel call: one, or two with ``l2``."""
+    if l2 is None:
+        return [((theta, grad, *(buf[name] for name in names)), 0.0)]
+    coef, (weights, biases) = l2
+    return [(weights, coef), (biases, 0.0)]
+
+
+def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int, l2=None) -> None:
     # torch's kernel adds epsilon to the bias-corrected sqrt(v); scikit-learn
     # adds it to sqrt(v): the same update with epsilon / sqrt(1 - beta_2^t).
     eps = s["epsilon"] / math.sqrt(1.0 - s["beta_2"] ** float(step))
-    torch._fused_adam_(
-        [theta], [grad], [buf["exp_avg"]], [buf["exp_avg_sq"]], [], [step],
-        lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=0.0,
-        eps=eps, amsgrad=False, maximize=False,
-    )  # fmt: skip
+    for (p, g, m, v), decay in _calls(theta, grad, buf, _ADAM_BUFFERS, l2):
+        torch._fused_adam_(
+            [p], [g], [m], [v], [], [step],
+            lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=decay,
+            eps=eps, amsgrad=False, maximize=False,
+        )  # fmt: skip
 
 
 def _pieces(t: torch.Tensor, part: slice) -> list[torch.Tensor]:
@@ -160,32 +189,36 @@ def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int) -> None:
         )  # fmt: skip
 
 
-def _fused_sgd(theta, grad, buf, s, lr, step, n_weights: int) -> None:
+def _fused_sgd(theta, grad, buf, s, lr, step, n_weights: int, l2=None) -> None:
     # Zero-initialised buffers make every step a "later" step (buf = g at first).
     momentum = s["momentum"]
-    torch._fused_sgd_(
-        [theta], [grad], [buf["momentum_buffer"]] if momentum > 0 else [],
-        weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
-        nesterov=bool(s["nesterov"]), maximize=False, is_first_step=False,
-    )  # fmt: skip
+    for (p, g, b), decay in _calls(theta, grad, buf, _SGD_BUFFERS, l2):
+        torch._fused_sgd_(
+            [p], [g], [b] if momentum > 0 else [],
+            weight_decay=decay, momentum=momentum, lr=lr, dampening=0.0,
+            nesterov=bool(s["nesterov"]), maximize=False, is_first_step=False,
+        )  # fmt: skip
 
 
 _ADAM_HYPER = ("lr", "beta_1", "beta_2", "epsilon")
+_ADAM_BUFFERS = ("exp_avg", "exp_avg_sq")
+_SGD_BUFFERS = ("momentum_buffer",)
 
 # Public solver names -> records. `_parameter_constraints` reads its options here.
 _SOLVERS: dict[str, Solver] = {
     "adam": Solver(
         "adam",
-        ("exp_avg", "exp_avg_sq"),
+        _ADAM_BUFFERS,
         True,
         _adam,
         _ADAM_HYPER,
         _fused_adam,
         fused_reads_step=True,
+        fused_l2=True,
     ),
     "adamw": Solver(
         "adamw",
-        ("exp_avg", "exp_avg_sq"),
+        _ADAM_BUFFERS,
         True,
         _adamw,
         (*_ADAM_HYPER, "weight_decay"),
@@ -193,11 +226,12 @@ _SOLVERS: dict[str, Solver] = {
     ),
     "sgd": Solver(
         "sgd",
-        ("momentum_buffer",),
+        _SGD_BUFFERS,
         False,
         _sgd,
         ("lr", "momentum", "nesterov"),
         _fused_sgd,
+        fused_l2=True,
     ),
     "rmsprop": Solver(
         "rmsprop",

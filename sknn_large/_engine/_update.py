@@ -109,17 +109,26 @@ def apply_one(tr, n, into: torch.Tensor | None = None):
     ``into`` (a 0-d tensor), returns ``into`` plus the penalty as ``(1,)``
     instead, the scaling folded into the additions.
     """
-    st, s = tr.stack, tr.scalars
+    st, s, solver = tr.stack, tr.scalars, tr.solver
     theta, grad, w, gw, bufs, lr, step = tr.single
-    pen = into
+    pen, l2_fused = into, None
     if not isinstance(n, float):
         n = n[0, 0]
+    fused = solver.fused is not None and not (solver.fused_reads_step and not tr.on_cpu)
     if s["l2"] > 0:
         sq = torch.dot(w, w)
         pen = (
             sq.mul_(0.5 * s["l2"]) if pen is None else pen.add(sq, alpha=0.5 * s["l2"])
         )
-        if isinstance(n, float):
+        if tr.l2_split is not None:
+            # A pure L2 penalty on the CPU: the fused kernel adds its gradient
+            # (the weights times l2 / n), one pass over the weights fewer.
+            # Weighted batches go this way too, so that unit weights still
+            # give the same numbers (the kernel's sum and add_'s can differ
+            # in the last bit).
+            l2 = s["l2"] / (n if isinstance(n, float) else float(n))
+            l2_fused = (l2, tr.l2_split)
+        elif isinstance(n, float):
             gw.add_(w, alpha=s["l2"] / n)
         else:
             gw.add_(w * (s["l2"] / n))
@@ -129,8 +138,10 @@ def apply_one(tr, n, into: torch.Tensor | None = None):
         gw.add_(w.sign() * (s["l1"] / n))
     step.add_(1.0)
     tr.schedule_step()
-    if tr.solver.fused is None or (tr.solver.fused_reads_step and not tr.on_cpu):
-        tr.solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
+    if not fused:
+        solver.step(st.theta, st.grad, tr.buffers, tr.hyper)
+    elif l2_fused is not None:
+        solver.fused(theta, grad, bufs, s, lr, step, st.n_weights, l2=l2_fused)
     else:
-        tr.solver.fused(theta, grad, bufs, s, lr, step, st.n_weights)
+        solver.fused(theta, grad, bufs, s, lr, step, st.n_weights)
     return pen if into is None else pen.reshape(1)
