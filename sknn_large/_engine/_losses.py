@@ -92,8 +92,8 @@ def _softmax_delta(
     idx = y.unsqueeze(dim)
     if smoothing is None:
         value = log_p.gather(dim, idx).squeeze(dim).neg_()
-        delta = log_p.exp_()
-        delta.scatter_add_(dim, idx, torch.full_like(idx, -1, dtype=delta.dtype))
+        # A scalar scatter-add: no (.., 1, B) tensor of -1 made per step.
+        delta = log_p.exp_().scatter_(dim, idx, -1.0, reduce="add")
         return value, delta
     value = _smoothed_softmax(log_p, y, smoothing, dim)
     delta = log_p.exp_().sub_(smoothing / raw.shape[dim])
