@@ -34,10 +34,10 @@ def _has_partial_fit(est) -> bool:
 def _binarize_labels(y: np.ndarray) -> tuple[LabelBinarizer, np.ndarray]:
     """``LabelBinarizer().fit(y)`` and its ``transform(y)`` as bool, one sort.
 
-    For binary or multiclass string labels. The binarizer's fit and transform
-    sort them four times over (a string sort: about 5 ms for 18k labels, and
-    an ensemble pays it per member); the codes of one ``np.unique`` give the
-    same matrix.
+    For binary or multiclass string or integer labels. The binarizer's fit and
+    transform sort them four times over (a string sort: about 5 ms for 18k
+    labels, and an ensemble pays it per member); the codes of one
+    ``np.unique`` give the same matrix.
     """
     classes, codes = np.unique(y, return_inverse=True)
     # Fitted on the distinct labels: the same classes_ and y_type_ ("binary"
@@ -344,7 +344,7 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
                 "LargeMLPRegressor."
             )
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            if y.dtype.kind in "OU" and target_type in ("binary", "multiclass"):
+            if y.dtype.kind in "OUiu" and target_type in ("binary", "multiclass"):
                 self._label_binarizer, Y = _binarize_labels(y)
                 self.classes_ = self._label_binarizer.classes_
                 return X, Y

@@ -126,11 +126,14 @@ def test_string_labels_and_dataframe(iris):
         np.array(["b", "a", "c", "a", "b"]),  # multiclass, unicode
         np.array(["no", "yes", "yes", "no", "no"], dtype=object),  # binary
         np.array(["only"] * 5, dtype=object),  # a single class
+        np.array([3, 10, 7, 7, 3]),  # multiclass integers with gaps
+        np.array([1, 0, 0, 1, 1], dtype=np.uint8),  # binary, unsigned
+        np.array([-2, -2, -2]),  # a single integer class
     ],
 )
-def test_string_labels_binarize_as_label_binarizer_does(labels):
-    # String labels are encoded with one sort; the classes, target kind and
-    # training matrix must be LabelBinarizer's own.
+def test_labels_binarize_as_label_binarizer_does(labels):
+    # String and integer labels are encoded with one sort; the classes, target
+    # kind and training matrix must be LabelBinarizer's own.
     from sklearn.preprocessing import LabelBinarizer
 
     from sknn_large._classifier import _binarize_labels
