@@ -307,3 +307,34 @@ def test_l2_gradient_in_the_fused_kernel_trains_as_added_before(
     ):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(folded.loss_curve_, added.loss_curve_, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("activation", "expected"), [("relu", True), ("gelu", False)])
+def test_hand_derived_step_runs_in_inference_mode_on_the_cpu(
+    activation, expected, monkeypatch
+):
+    # The hand-derived step needs no autograd and skips its bookkeeping; the
+    # autograd path keeps it. Either way the fitted model is ordinary: it
+    # trains on (partial_fit) and takes gradients afterwards.
+    from sknn_large._engine import _loop
+
+    seen = []
+    step = _loop._Trainer.step
+
+    def spy(self, batch):
+        seen.append(torch.is_inference_mode_enabled())
+        return step(self, batch)
+
+    monkeypatch.setattr(_loop._Trainer, "step", spy)
+    X, y, _ = _problem("log_loss")
+    est = LargeMLPClassifier((6,), activation=activation, max_iter=3, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+        est.partial_fit(X, y)
+    assert seen and all(s is expected for s in seen)
+    assert not torch.is_inference_mode_enabled()
+    module = est.module_
+    out = module(torch.as_tensor(X[:4], dtype=next(module.parameters()).dtype))
+    out.sum().backward()
+    assert all(p.grad is not None for p in module.parameters())

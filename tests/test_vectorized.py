@@ -374,3 +374,16 @@ def test_stacked_fit_shares_one_progress_bar(iris_std, capsys, monkeypatch):
     assert "epoch 4/4" in out and "epoch 5/4" not in out
     assert out.count("epoch 1/4") == 1
     assert "Iteration" not in out
+
+
+def test_hand_derived_and_autograd_groups_share_one_feed(iris_std):
+    # ReLU members train in inference mode, GELU members (autograd) outside it,
+    # one after the other on the same data: each still equals its fit alone.
+    X, y = iris_std
+    grid = [
+        {"activation": "relu", "random_state": 0},
+        {"activation": "gelu", "random_state": 1},
+        {"activation": "relu", "hidden_layer_sizes": (5,), "random_state": 2},
+    ]
+    alone, vec = _alone_and_vectorised(_classifier(), grid, X, y, [np.arange(150)] * 3)
+    _assert_same(alone, vec)

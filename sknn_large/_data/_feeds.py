@@ -212,10 +212,13 @@ class ResidentFeed:
         """
         bufs = self._block_buffers
         if bufs is None or bufs[0].shape[0] < block:
-            bufs = tuple(
-                None if t is None else t.new_empty((block, *t.shape[1:]))
-                for t in (self.X, self.y, self.w)
-            )
+            # Ordinary tensors even inside the training loop's inference
+            # mode: another group of members may train outside it.
+            with torch.inference_mode(False):
+                bufs = tuple(
+                    None if t is None else t.new_empty((block, *t.shape[1:]))
+                    for t in (self.X, self.y, self.w)
+                )
             self._block_buffers = bufs
         n = idx.shape[0]
         return tuple(

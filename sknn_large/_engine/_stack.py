@@ -181,6 +181,15 @@ class ParamStack:
         views = self._buffers.get(("views",))
         if views is not None:
             return views
+        views = self._make_rank_views()
+        self._buffers[("views",)] = views
+        return views
+
+    # The kept views and buffers are made as ordinary tensors even when the
+    # first step runs in inference mode (the training loop's on the CPU), so
+    # that a later step outside it can still write them.
+    @torch.inference_mode(False)
+    def _make_rank_views(self) -> _Views:
         t, batched = self.theta, self.k > 1
         widths = NARROW_BATCHED if batched else NARROW
         narrow = [
@@ -215,9 +224,9 @@ class ParamStack:
                 lambda a: a.transpose(1, 2),
                 narrow,
             )
-        self._buffers[("views",)] = views
         return views
 
+    @torch.inference_mode(False)
     def _hand_buffers(self, k: int, bsz: int):
         """The hand-derived step's buffers for ``k`` members, ``bsz`` rows.
 
