@@ -57,8 +57,9 @@ class Solver:
         does not write ``grad``. None: the stacked ``step`` serves every case.
     fused_l2 : bool
         Whether ``fused`` takes a nonzero ``l2``: the kernel's own coupled
-        weight decay, which sums ``grad + l2 * w`` to the same bits as
-        ``grad.add_(w, alpha=l2)`` and saves that pass over the weights.
+        weight decay, which saves the pass of ``grad.add_(w, alpha=l2)`` over
+        the weights and sums to the same bits on whole vector lengths (a
+        tail element can differ by one ulp).
     fused_reads_step : bool
         Whether ``fused`` reads the step count on the host (so it serves CPU
         tensors only: a captured CUDA graph would freeze the value read).
@@ -135,7 +136,13 @@ def _rmsprop(theta, grad, buf, h) -> None:
     theta.sub_(b * h["lr"])
 
 
-def split_for_l2(theta, grad, buf: Buffers, names: tuple[str, ...], n_weights: int):
+def split_for_l2(
+    theta: torch.Tensor,
+    grad: torch.Tensor,
+    buf: Buffers,
+    names: tuple[str, ...],
+    n_weights: int,
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     """Weight and bias views of ``theta``, ``grad`` and the ``names`` buffers.
 
     Made once per fit for a fused kernel's ``l2`` (flat tensors): the
@@ -148,7 +155,9 @@ def split_for_l2(theta, grad, buf: Buffers, names: tuple[str, ...], n_weights: i
     )
 
 
-def _calls(theta, grad, buf: Buffers, names: tuple[str, ...], l2):
+def _calls(
+    theta: torch.Tensor, grad: torch.Tensor, buf: Buffers, names: tuple[str, ...], l2
+) -> list[tuple[tuple[torch.Tensor, ...], float]]:
     """``(tensors, weight decay)`` for each kernel call: one, or two with ``l2``."""
     if l2 is None:
         return [((theta, grad, *(buf[name] for name in names)), 0.0)]
