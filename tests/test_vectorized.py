@@ -387,3 +387,41 @@ def test_hand_derived_and_autograd_groups_share_one_feed(iris_std):
     ]
     alone, vec = _alone_and_vectorised(_classifier(), grid, X, y, [np.arange(150)] * 3)
     _assert_same(alone, vec)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"solver": "adam"},
+        {"solver": "sgd", "momentum": 0.9, "nesterovs_momentum": True},
+    ],
+)
+def test_shared_stack_takes_the_l2_gradient_in_its_fused_call(
+    params, iris_std, monkeypatch
+):
+    # Members sharing one fused call hand a pure L2 penalty's gradient to the
+    # kernel (per member row), as a single model does: each member still
+    # equals its fit alone, and the fit without the fold.
+    from sknn_large._engine import _loop, _solvers
+
+    X, y = iris_std
+    record = _solvers._SOLVERS[params["solver"]]
+    folded = []
+
+    def spy(theta, *args, **kwargs):
+        if theta.dim() == 2:
+            folded.append(kwargs.get("l2") is not None)
+        return record.fused(theta, *args, **kwargs)
+
+    grid = [{"random_state": s} for s in range(3)]
+    base = _classifier(alpha=0.05, **params)
+    patched = dict(_solvers._SOLVERS)
+    patched[params["solver"]] = dataclasses.replace(record, fused=spy)
+    monkeypatch.setattr(_loop, "_SOLVERS", patched)
+    alone, vec = _alone_and_vectorised(base, grid, X, y, [np.arange(150)] * 3)
+    assert folded and all(folded)
+    _assert_same(alone, vec)
+
+    patched[params["solver"]] = dataclasses.replace(record, fused_l2=False)
+    _, unfolded = _alone_and_vectorised(base, grid, X, y, [np.arange(150)] * 3)
+    _assert_same(unfolded, vec)
