@@ -181,6 +181,13 @@ class _Trainer:
             bufs = {name: b[0] for name, b in self.buffers.items()}
             lr, step = self.hyper["lr"][0, 0], self.steps[0]
             self.single = (theta, grad, theta[:n_w], grad[:n_w], bufs, lr, step)
+        # On the CPU a pure L2 penalty's gradient goes into the fused kernel
+        # (see apply_one), through weight and bias views made here once.
+        self.l2_split = None
+        s, solver = self.scalars, self.solver
+        if s is not None and solver.fused_l2 and self.on_cpu:
+            if s["l2"] > 0 and s["l1"] == 0:
+                self.l2_split = split_for_l2(theta, grad, bufs, solver.buffers, n_w)
         # Per-batch schedules: the step reads lr = lr_init * factor(progress).
         self.schedules = [m.cfg.learning_rate for m in self.members]
         self.batch_scheduled = any(n in _BATCH_SCHEDULES for n in self.schedules)
@@ -202,21 +209,6 @@ class _Trainer:
         self.dropout = [m.cfg.dropout for m in self.members]
         self.has_dropout = any(p > 0 for p in self.dropout)
         self.shared = shared_update(self, rows)
-        # On the CPU a pure L2 penalty's gradient goes into the fused kernel
-        # (see apply_one and apply_step), through weight and bias views made
-        # here once; a shared stack's members all take the same penalty.
-        self.l2_split = None
-        row, solver = rows[0], self.solver
-        if solver.fused_l2 and self.on_cpu and row["l2"] > 0 and row["l1"] == 0:
-            n_w = self.stack.n_weights
-            if self.single is not None:
-                theta, grad, _, _, bufs, _, _ = self.single
-                self.l2_split = split_for_l2(theta, grad, bufs, solver.buffers, n_w)
-            elif self.shared is not None:
-                st = self.stack
-                self.l2_split = split_for_l2(
-                    st.theta, st.grad, self.buffers, solver.buffers, n_w
-                )
 
     def update_lr(self) -> None:
         """Write the members' current rates into the tensor the step reads."""

@@ -52,9 +52,9 @@ class Solver:
         parameters, for one member (flat 1-D tensors) or a stack whose members
         share every setting, rate and step count (contiguous ``(K, P)``
         tensors); settings as floats, ``lr`` and ``step`` one-element tensors.
-        ``l2``, ``(coef, split_for_l2(...))``, adds ``coef * weights`` to
-        the weights' gradient inside the kernel, which does not write
-        ``grad``. None: the stacked ``step`` serves every case.
+        ``l2`` (flat tensors only), ``(coef, split_for_l2(...))``, adds
+        ``coef * weights`` to the weights' gradient inside the kernel, which
+        does not write ``grad``. None: the stacked ``step`` serves every case.
     fused_l2 : bool
         Whether ``fused`` takes a nonzero ``l2``: the kernel's own coupled
         weight decay, which saves the pass of ``grad.add_(w, alpha=l2)`` over
@@ -136,40 +136,31 @@ def _rmsprop(theta, grad, buf, h) -> None:
     theta.sub_(b * h["lr"])
 
 
-def _pieces(t: torch.Tensor, part: slice) -> list[torch.Tensor]:
-    # The kernels need contiguous tensors: a column slice of a (K, P) stack
-    # is not one (the CPU kernel writes past it), each member's row slice is.
-    return [t[part]] if t.dim() == 1 else [row[part] for row in t]
-
-
 def split_for_l2(
     theta: torch.Tensor,
     grad: torch.Tensor,
     buf: Buffers,
     names: tuple[str, ...],
     n_weights: int,
-) -> tuple[tuple[list[torch.Tensor], ...], tuple[list[torch.Tensor], ...]]:
-    """Weight and bias parts of ``theta``, ``grad`` and the ``names`` buffers.
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Weight and bias views of ``theta``, ``grad`` and the ``names`` buffers.
 
-    As the fused kernels' tensor lists, made once per fit for their ``l2``:
-    one member's flat tensors give one-element lists, a ``(K, P)`` stack each
-    member's row slices. The weights' part takes the L2 gradient, the
-    biases' none.
+    Made once per fit for a fused kernel's ``l2`` (flat tensors): the
+    weights' part takes the L2 gradient, the biases' none.
     """
     tensors = (theta, grad, *(buf[name] for name in names))
-    weights, biases = slice(0, n_weights), slice(n_weights, None)
     return (
-        tuple(_pieces(t, weights) for t in tensors),
-        tuple(_pieces(t, biases) for t in tensors),
+        tuple(t[:n_weights] for t in tensors),
+        tuple(t[n_weights:] for t in tensors),
     )
 
 
 def _calls(
     theta: torch.Tensor, grad: torch.Tensor, buf: Buffers, names: tuple[str, ...], l2
-) -> list[tuple[tuple[list[torch.Tensor], ...], float]]:
-    """``(tensor lists, weight decay)`` per kernel call: one, or two with ``l2``."""
+) -> list[tuple[tuple[torch.Tensor, ...], float]]:
+    """``(tensors, weight decay)`` for each kernel call: one, or two with ``l2``."""
     if l2 is None:
-        return [(tuple([t] for t in (theta, grad, *(buf[n] for n in names))), 0.0)]
+        return [((theta, grad, *(buf[name] for name in names)), 0.0)]
     coef, (weights, biases) = l2
     return [(weights, coef), (biases, 0.0)]
 
@@ -180,10 +171,16 @@ def _fused_adam(theta, grad, buf, s, lr, step, n_weights: int, l2=None) -> None:
     eps = s["epsilon"] / math.sqrt(1.0 - s["beta_2"] ** float(step))
     for (p, g, m, v), decay in _calls(theta, grad, buf, _ADAM_BUFFERS, l2):
         torch._fused_adam_(
-            p, g, m, v, [], [step] * len(p),
+            [p], [g], [m], [v], [], [step],
             lr=lr, beta1=s["beta_1"], beta2=s["beta_2"], weight_decay=decay,
             eps=eps, amsgrad=False, maximize=False,
         )  # fmt: skip
+
+
+def _pieces(t: torch.Tensor, part: slice) -> list[torch.Tensor]:
+    # The kernels need contiguous tensors: a column slice of a (K, P) stack
+    # is not one (the CPU kernel writes past it), each member's row slice is.
+    return [t[part]] if t.dim() == 1 else [row[part] for row in t]
 
 
 def _fused_adamw(theta, grad, buf, s, lr, step, n_weights: int) -> None:
@@ -206,7 +203,7 @@ def _fused_sgd(theta, grad, buf, s, lr, step, n_weights: int, l2=None) -> None:
     momentum = s["momentum"]
     for (p, g, b), decay in _calls(theta, grad, buf, _SGD_BUFFERS, l2):
         torch._fused_sgd_(
-            p, g, b if momentum > 0 else [],
+            [p], [g], [b] if momentum > 0 else [],
             weight_decay=decay, momentum=momentum, lr=lr, dampening=0.0,
             nesterov=bool(s["nesterov"]), maximize=False, is_first_step=False,
         )  # fmt: skip

@@ -56,15 +56,14 @@ def shared_update(tr, rows: list[dict[str, float]]):
     return rows[0], tr.hyper["lr"][0, 0], tr.steps[0]
 
 
-def _penalty(tr, n, l2_grad: bool = True) -> torch.Tensor:
+def _penalty(tr, n) -> torch.Tensor:
     st, h = tr.stack, tr.hyper
     w, gw = st.theta[:, : st.n_weights], st.grad[:, : st.n_weights]
     pen = torch.zeros(st.k, device=w.device, dtype=w.dtype)
     if tr.has_l2:
         sq = torch.bmm(w.unsqueeze(1), w.unsqueeze(2))[:, 0, 0]
         pen = pen + 0.5 * h["l2"][:, 0] * sq
-        if l2_grad:
-            gw.add_(w * (h["l2"] / n))
+        gw.add_(w * (h["l2"] / n))
     if tr.has_l1:
         pen = pen + h["l1"][:, 0] * w.abs().sum(dim=1)
         gw.add_(w.sign() * (h["l1"] / n))
@@ -80,6 +79,7 @@ def apply_step(tr, n, counts) -> torch.Tensor:
     parameters and buffers.
     """
     st, h = tr.stack, tr.hyper
+    pen = _penalty(tr, n)
     idle = None
     if counts is not None and bool((counts == 0).any()):
         idle = (counts == 0).nonzero()[:, 0]
@@ -89,19 +89,10 @@ def apply_step(tr, n, counts) -> torch.Tensor:
         tr.shared = None
     else:
         h["step"].add_(1.0)
-    # Members that share one fused call and one batch size: the kernel adds
-    # a pure L2 penalty's gradient, as for one member (apply_one).
-    fold = tr.shared is not None and tr.l2_split is not None and isinstance(n, float)
-    pen = _penalty(tr, n, l2_grad=not fold)
     tr.schedule_step()
     if tr.shared is not None:
         s, lr, step = tr.shared
-        theta, grad, nw = st.theta, st.grad, st.n_weights
-        if fold:
-            l2 = (s["l2"] / n, tr.l2_split)
-            tr.solver.fused(theta, grad, tr.buffers, s, lr, step, nw, l2=l2)
-        else:
-            tr.solver.fused(theta, grad, tr.buffers, s, lr, step, nw)
+        tr.solver.fused(st.theta, st.grad, tr.buffers, s, lr, step, st.n_weights)
     else:
         tr.solver.step(st.theta, st.grad, tr.buffers, h)
     if idle is not None:
