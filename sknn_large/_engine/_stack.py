@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -92,7 +92,8 @@ class ParamStack:
             self._b_spans.append((offset, fo))
             offset += fo
         self.n_params = offset
-        self._buffers: dict[tuple, list[torch.Tensor]] = {}
+        # Views, step buffers and compiled steps, made once per theta.
+        self._buffers: dict[tuple, Any] = {}
         self.set_theta(theta)
 
     # ------------------------------------------------------------ layout
@@ -273,68 +274,100 @@ class ParamStack:
         or None. ``smoothing`` is each member's label smoothing, ``(K, 1, 1)``,
         or None for none.
         """
+        key = (x.shape[0], x.shape[1], activation)
+        program = self._buffers.get(key)
+        if program is None or program[0] is not loss:
+            program = self._buffers[key] = (loss, self._hand_program(*key, loss))
+        return program[1](x, y, scale, masks, smoothing)
+
+    def _hand_program(self, k: int, bsz: int, activation: str, loss: Loss):
+        """The hand-derived step for ``k`` members of ``bsz`` rows, as a closure.
+
+        Everything that does not change between steps (buffers, views, which
+        layers are narrow, the activation's kernels, the loss's function) is
+        looked up here once: at the main benchmark's shapes a step's Python
+        between its torch calls was a tenth of what it adds to the products.
+        """
         fwd, bwd = _HAND_ACTIVATIONS[activation]
-        k, bsz = x.shape[0], x.shape[1]
         v = self._rank_views()
-        bufs = self._buffers.get(("hand", k, bsz)) or self._hand_buffers(k, bsz)
-        outs, acts, acts_t, dhs, grads_t, grads_tt, ones = bufs
-        if k == 1:
-            x, y = x[0], y[0]
-            masks = None if masks is None else [m[0] for m in masks]
-            smoothing = None if smoothing is None else smoothing[0]
-            if not isinstance(scale, float):
-                scale = scale[0]
-        x_t = v.t(x)
-        # Each layer's input, as (B, fan_in) and transposed.
-        inputs, inputs_t = [x], [x_t]
+        outs, acts, acts_t, dhs, grads_t, grads_tt, ones = self._hand_buffers(k, bsz)
         last = len(outs) - 1
-        for i in range(last + 1):
-            if v.narrow[i]:
-                v.affine(v.bT[i], v.WT[i], inputs_t[i], out=outs[i])
+        t, affine, mm = v.t, v.affine, v.mm
+        # Per layer, forward: (narrow, bias, weight) as affine takes them.
+        forward = [
+            (True, v.bT[i], v.WT[i]) if v.narrow[i] else (False, v.b[i], v.W[i])
+            for i in range(last + 1)
+        ]
+        # Per layer, backward, last first: whether it is narrow, its index,
+        # whether its output has one column, its gradient views and buffers.
+        backward = [
+            (v.narrow[i], i, self.widths[i + 1] == 1, v.gW[i], v.gb[i], v.WT[i])
+            + (grads_t[i], grads_tt[i], dhs[i - 1] if i else None, acts[i - 1])
+            for i in range(last, -1, -1)
+        ]
+        out_narrow, vad = v.narrow[last], loss.value_and_delta
+        index_targets = loss.index_targets
+
+        def run(x, y, scale, masks, smoothing):
+            if k == 1:
+                x, y = x[0], y[0]
+                if masks is not None:
+                    masks = [m[0] for m in masks]
+                if smoothing is not None:
+                    smoothing = smoothing[0]
+                if not isinstance(scale, float):
+                    scale = scale[0]
+            # Each layer's input, as (B, fan_in) and transposed.
+            inputs, inputs_t = [x], [t(x)]
+            for i, (narrow, b, w) in enumerate(forward):
+                if narrow:
+                    affine(b, w, inputs_t[i], out=outs[i])
+                else:
+                    affine(b, inputs[i], w, out=outs[i])
+                if i == last:
+                    break
+                fwd(acts[i])
+                if masks is None:
+                    inputs.append(acts[i])
+                    inputs_t.append(acts_t[i])
+                else:
+                    h = acts[i] * masks[i]
+                    inputs.append(h)
+                    inputs_t.append(t(h))
+            extra = () if smoothing is None else (smoothing,)
+            if out_narrow:
+                # The outputs are (.., n_out, B): the loss reduces along rows.
+                target = y if index_targets else t(y)
+                value, delta_t = vad(outs[last], target, *extra, dim=-2)
+                delta = t(delta_t)
             else:
-                v.affine(v.b[i], inputs[i], v.W[i], out=outs[i])
-            if i == last:
-                break
-            fwd(acts[i])
-            if masks is None:
-                inputs.append(acts[i])
-                inputs_t.append(acts_t[i])
-            else:
-                h = acts[i] * masks[i]
-                inputs.append(h)
-                inputs_t.append(v.t(h))
-        if v.narrow[last]:
-            # The outputs are (.., n_out, B): the loss reduces along rows.
-            target = y if loss.index_targets else v.t(y)
-            value, delta_t = loss.values_and_delta(outs[last], target, smoothing, -2)
-            delta = v.t(delta_t)
-        else:
-            value, delta = loss.values_and_delta(acts[last], y, smoothing)
-            delta_t = None
-        # Scaled here for weighted and unweighted rows alike (not by the
-        # products' alpha): unit sample weights then give the same numbers.
-        delta = delta.mul_(scale)
-        for i in range(last, -1, -1):
-            if v.narrow[i]:
-                d_t = v.t(delta) if delta_t is None else delta_t
-                v.mm(d_t, inputs[i], out=grads_t[i])
-                v.gW[i].copy_(grads_tt[i])
-            else:
-                v.mm(inputs_t[i], delta, out=v.gW[i])
-            v.mm(ones, delta, out=v.gb[i])
-            if i == 0:
-                break
-            if delta.shape[-1] == 1:
-                # A product over one column is an outer product: the same
-                # numbers as a multiply, which BLAS batches slowly.
-                dh = torch.mul(delta, v.WT[i], out=dhs[i - 1])
-            else:
-                dh = v.mm(delta, v.WT[i], out=dhs[i - 1])
-            if masks is not None:
-                dh.mul_(masks[i - 1])
-            delta = dh if bwd is None else bwd(dh, acts[i - 1])
-            delta_t = None
-        return value.view(k, bsz)
+                value, delta = vad(acts[last], y, *extra)
+                delta_t = None
+            # Scaled here for weighted and unweighted rows alike (not by the
+            # products' alpha): unit sample weights then give the same numbers.
+            delta = delta.mul_(scale)
+            for narrow, i, one_column, gw, gb, wt, gt, gtt, dh, a in backward:
+                if narrow:
+                    mm(t(delta) if delta_t is None else delta_t, inputs[i], out=gt)
+                    gw.copy_(gtt)
+                else:
+                    mm(inputs_t[i], delta, out=gw)
+                mm(ones, delta, out=gb)
+                if i == 0:
+                    break
+                if one_column:
+                    # A product over one column is an outer product: the same
+                    # numbers as a multiply, which BLAS batches slowly.
+                    torch.mul(delta, wt, out=dh)
+                else:
+                    mm(delta, wt, out=dh)
+                if masks is not None:
+                    dh.mul_(masks[i - 1])
+                delta = dh if bwd is None else bwd(dh, a)
+                delta_t = None
+            return value.view(k, bsz)
+
+        return run
 
     def autograd_step(
         self, x, y, scale, activation: str, loss: Loss, masks, autocast, smoothing=None
