@@ -71,10 +71,22 @@ def main(argv=None) -> None:
     print("| checkout | wall s per round | median | CPU s median | final loss |")
     print("|---|---|---|---|---|")
     for root, runs in times.items():
-        walls = " / ".join(f"{r['wall']:.2f}" for r in runs)
+        # Three decimals: a small fit takes a tenth of a second.
+        walls = " / ".join(f"{r['wall']:.3f}" for r in runs)
         wall = statistics.median(r["wall"] for r in runs)
         cpu = statistics.median(r["cpu"] for r in runs)
-        print(f"| {root} | {walls} | {wall:.2f} | {cpu:.2f} | {runs[0]['loss']:.5f} |")
+        print(f"| {root} | {walls} | {wall:.3f} | {cpu:.3f} | {runs[0]['loss']:.5f} |")
+    first, *others = args.checkouts
+    for root in others:
+        # Each round's pair ran a minute apart at most: their ratio drifts
+        # less than either time.
+        pairs = zip(times[root], times[first], strict=True)
+        ratios = sorted(a["wall"] / b["wall"] for a, b in pairs)
+        print(
+            f"{root} over {first}, paired by round: median"
+            f" {statistics.median(ratios):.3f}x (min {ratios[0]:.3f}x,"
+            f" max {ratios[-1]:.3f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -291,6 +291,7 @@ def run_training(
     data: tuple[np.ndarray, ...],
     sizes: Sizes,
     floor_pass: Callable[[], float] | None = None,
+    kept_pass: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """Fit every case ``sizes.repeats`` times, round-robin; fill times/accuracy.
 
@@ -304,13 +305,16 @@ def run_training(
         Repeats and seed.
     floor_pass : callable, optional
         :func:`floor_timer`'s function, timed once at the start of each round.
+    kept_pass : callable, optional
+        :func:`kept_timer`'s function, timed right after ``floor_pass``.
 
     Returns
     -------
     dict
         The last fitted estimator of each library/dtype (for prediction), the
         load average seen before each round and, given ``floor_pass``, each
-        round's floor seconds (``floor_rounds``).
+        round's floor seconds (``floor_rounds``) and kept-buffer seconds
+        (``kept_rounds``).
     """
     X_train, X_test, y_train, y_test = data
     arrays = {
@@ -323,11 +327,13 @@ def run_training(
     warm = slice(0, 4 * sizes.batch_size)
     for case in cases:
         _fit_once(case, arrays[case.data_dtype][0][warm], y_train[warm], sizes.seed)
-    floor_rounds = []
+    floor_rounds, kept_rounds = [], []
     for _ in range(sizes.repeats):
         loads.append(os.getloadavg()[0])
         if floor_pass is not None:
             floor_rounds.append(floor_pass())
+        if kept_pass is not None:
+            kept_rounds.append(kept_pass())
         for case in cases:
             Xtr, Xte = arrays[case.data_dtype]
             seconds, cpu_seconds, est = _fit_once(case, Xtr, y_train, sizes.seed)
@@ -335,7 +341,12 @@ def run_training(
             case.cpu_times.append(cpu_seconds)
             case.accuracy = float(np.mean(est.predict(Xte) == y_test))
             fitted[f"{case.name}|{case.data_dtype}"] = est
-    return {"fitted": fitted, "load_before_rounds": loads, "floor_rounds": floor_rounds}
+    return {
+        "fitted": fitted,
+        "load_before_rounds": loads,
+        "floor_rounds": floor_rounds,
+        "kept_rounds": kept_rounds,
+    }
 
 
 def _floor_dtype(case_name: str) -> str:
@@ -514,8 +525,16 @@ def _faster_layout(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]
     return (a, b) if best(a, b) <= best(b.T, a.T) else (b.T, a.T)
 
 
-def _floor_products(sizes: Sizes, dtype: torch.dtype) -> tuple[Callable[[], None], int]:
-    """One step's products for :func:`matmul_floor`: ``(step, flops per step)``."""
+def _floor_products(
+    sizes: Sizes, dtype: torch.dtype, kept: bool = False
+) -> tuple[Callable[[], None], int]:
+    """One step's products for :func:`matmul_floor`: ``(step, flops per step)``.
+
+    With ``kept``, the step of :func:`kept_timer` instead: each product
+    writes into its own buffer, kept across steps as a trainer keeps its
+    activations and gradients, and one fused Adam update of a
+    parameter-sized vector follows.
+    """
     widths = [sizes.n_features, *sizes.hidden, sizes.n_classes]
     b = sizes.batch_size
     flops_step = 0
@@ -540,9 +559,33 @@ def _floor_products(sizes: Sizes, dtype: torch.dtype) -> tuple[Callable[[], None
         for a, w in products:
             torch.mm(a, w)
 
+    if kept:
+        step = _kept_step(products, widths, dtype)
     for _ in range(20):
         step()
     return step, flops_step
+
+
+def _kept_step(
+    products: list[tuple[torch.Tensor, ...]], widths: list[int], dtype: torch.dtype
+) -> Callable[[], None]:
+    # Outputs kept across steps, and Adam's four parameter-sized streams.
+    outs = [torch.mm(a, w) for a, w in products]
+    n = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    theta, grad, m, v = (torch.full((n,), 1e-3, dtype=dtype) for _ in range(4))
+    count = torch.zeros((), dtype=dtype)
+
+    def step() -> None:
+        for (a, w), out in zip(products, outs, strict=True):
+            torch.mm(a, w, out=out)
+        count.add_(1.0)
+        torch._fused_adam_(
+            [theta], [grad], [m], [v], [], [count],
+            lr=1e-9, beta1=0.9, beta2=0.999, weight_decay=0.0, eps=1e-8,
+            amsgrad=False, maximize=False,
+        )  # fmt: skip
+
+    return step
 
 
 def _floor_pass(step: Callable[[], None], steps: int) -> float:
@@ -608,6 +651,47 @@ def floor_timer(sizes: Sizes, n_train: int) -> Callable[[], float]:
     steps = floor_steps(sizes, n_train)
     step, _ = _floor_products(sizes, torch.float32)
     return lambda: _floor_pass(step, steps)
+
+
+def kept_timer(sizes: Sizes, n_train: int) -> Callable[[], float]:
+    """A function that times one pass of the floor's products into kept buffers.
+
+    The floor's products write fresh outputs, so the allocator hands every
+    product of a step the block the previous one just freed: they run on
+    cache lines that are already hot. A trainer cannot: it keeps each
+    layer's activations for the backward pass and its gradients for the
+    update, and an Adam update streams four parameter-sized vectors. This
+    pass does exactly that memory traffic and nothing else (no activation,
+    loss or framework call), over the run's steps. It is a diagnostic timed
+    beside each round's floor pass, not a target: where the machine's caches
+    are contended (on this project's VMs, phases of minutes) it slows far more
+    than the floor does, and so does every trainer's fit.
+    """
+    steps = floor_steps(sizes, n_train)
+    step, _ = _floor_products(sizes, torch.float32, kept=True)
+    return lambda: _floor_pass(step, steps)
+
+
+def kept_lines(
+    floor_rounds: list[float], kept_rounds: list[float], own: dict[str, Any]
+) -> list[str]:
+    """Per round: the kept-buffer pass over the floor, and the fit over it.
+
+    The first says in which rounds the machine's caches were contended (a
+    quiet round reads about 1.1x); the second how much of the fit is the
+    engine's own work above the memory traffic every Adam trainer has.
+    """
+    if not kept_rounds:
+        return []
+    phase = [k / f for k, f in zip(kept_rounds, floor_rounds, strict=True)]
+    fits = [t / k for t, k in zip(own["fit_s_all"], kept_rounds, strict=True)]
+    return [
+        "memory phase by round (the floor's products into kept buffers, plus an"
+        " Adam update, over the floor pass; a diagnostic, not a target): "
+        + ", ".join(f"{x:.2f}x" for x in phase),
+        f"  {own['case']} ({own['data_dtype']} data) fit over that pass, by round: "
+        + ", ".join(f"{x:.2f}x" for x in fits),
+    ]
 
 
 def floor_lines(floor: dict[str, dict[str, float]], rows: list[dict[str, Any]]):
@@ -1750,9 +1834,12 @@ def _compare(
     """The comparison table, the targets and the prediction table."""
     cases = build_cases(sizes, with_skorch)
     n_train = data[0].shape[0]
-    trained = run_training(cases, data, sizes, floor_timer(sizes, n_train))
+    trained = run_training(
+        cases, data, sizes, floor_timer(sizes, n_train), kept_timer(sizes, n_train)
+    )
     result["matmul_floor"] = after_fits = matmul_floor(sizes, n_train)
     result["floor_rounds"] = trained["floor_rounds"]
+    result["kept_rounds"] = trained["kept_rounds"]
     # Ratios are taken to the best float32 pass of the run, the rounds'
     # included: the three passes after the fits can all fall in a slow phase
     # of the machine, and a slow floor would flatter every ratio to it.
@@ -1775,6 +1862,8 @@ def _compare(
         )
     print("\n## Hardware floor: the step's matrix products alone, same step count")
     for line in floor_lines(floor, rows):
+        print(line)
+    for line in kept_lines(trained["floor_rounds"], trained["kept_rounds"], rows[0]):
         print(line)
     # Both floors of the bf16 comparison from the same minutes.
     result["precision"] = precision_report(after_fits, rows)
