@@ -663,9 +663,9 @@ def kept_timer(sizes: Sizes, n_train: int) -> Callable[[], float]:
     update, and an Adam update streams four parameter-sized vectors. This
     pass does exactly that memory traffic and nothing else (no activation,
     loss or framework call), over the run's steps. It is a diagnostic timed
-    beside each round's floor pass, not a target: where the machine's caches
-    are contended (on this project's VMs, phases of minutes) it slows far more
-    than the floor does, and so does every trainer's fit.
+    beside each round's floor pass, not a target: it splits a fit's ratio to
+    the floor into what that traffic costs (this pass over the floor) and
+    what the trainer's own calls cost on top (the fit over this pass).
     """
     steps = floor_steps(sizes, n_train)
     step, _ = _floor_products(sizes, torch.float32, kept=True)
@@ -677,18 +677,18 @@ def kept_lines(
 ) -> list[str]:
     """Per round: the kept-buffer pass over the floor, and the fit over it.
 
-    The first says in which rounds the machine's caches were contended (a
-    quiet round reads about 1.1x); the second how much of the fit is the
-    engine's own work above the memory traffic every Adam trainer has.
+    The first is what keeping activations, gradients and Adam's state costs
+    above the floor's hot-cache products; the second how much of the fit is
+    the trainer's own work above that memory traffic.
     """
     if not kept_rounds:
         return []
-    phase = [k / f for k, f in zip(kept_rounds, floor_rounds, strict=True)]
+    over = [k / f for k, f in zip(kept_rounds, floor_rounds, strict=True)]
     fits = [t / k for t, k in zip(own["fit_s_all"], kept_rounds, strict=True)]
     return [
-        "memory phase by round (the floor's products into kept buffers, plus an"
-        " Adam update, over the floor pass; a diagnostic, not a target): "
-        + ", ".join(f"{x:.2f}x" for x in phase),
+        "kept-buffer pass by round (the floor's products into buffers kept"
+        " across steps, plus an Adam update), over the floor pass (a"
+        " diagnostic, not a target): " + ", ".join(f"{x:.2f}x" for x in over),
         f"  {own['case']} ({own['data_dtype']} data) fit over that pass, by round: "
         + ", ".join(f"{x:.2f}x" for x in fits),
     ]

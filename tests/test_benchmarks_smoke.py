@@ -64,9 +64,9 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     assert "ratio_vs_floor_paired" not in rows[1]  # bf16: its own floor
     assert "paired by round" in stdout
     # The kept-buffer pass is timed beside each round's floor pass and printed
-    # as the round's memory phase.
+    # over it, with the fit over it.
     assert len(result["kept_rounds"]) == 1 and result["kept_rounds"][0] > 0
-    assert "memory phase by round" in stdout
+    assert "kept-buffer pass by round" in stdout
     assert "native bf16 instructions" in stdout
     assert isinstance(result["precision"]["native"], list)
     assert [p["case"] for p in result["prediction"]] == ["sknn_large", "sklearn MLP"]
