@@ -168,6 +168,46 @@ def test_training_uses_only_cores_no_other_process_is_busy_on(monkeypatch):
     assert before >= 1
 
 
+@pytest.mark.parametrize(
+    "every, expected", [(0.0, [1, 2, 2]), (1e9, [1, 1, 1])], ids=["due", "too-soon"]
+)
+def test_training_takes_back_cores_freed_between_epochs(every, expected, monkeypatch):
+    # A process busy for a moment when a fit starts costs that fit one epoch
+    # on fewer threads, not all of them: between epochs the call asks again
+    # (at most every _RECHECK_S seconds) and takes back the idle cores.
+    from sklearn.datasets import make_classification
+
+    from sknn_large._engine import _threads
+
+    X, y = make_classification(n_samples=400, n_features=20, random_state=0)
+    # 20 -> 256 -> 256 -> 1 at 200 rows a step: well above one thread's work.
+    est = LargeMLPClassifier(
+        hidden_layer_sizes=(256, 256), batch_size=200, max_iter=3, random_state=0
+    )
+    est.set_params(device="cpu").fit(X, y)  # per-process probes, done once
+    from sknn_large._engine import _loop
+
+    monkeypatch.setattr(_threads, "_RECHECK_S", every)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    threads = {"n": 2}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads["n"])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: threads.update(n=n))
+    busy = iter([1, 1, 1])  # the first probe's three samples see a busy core
+    monkeypatch.setattr(_threads, "_runnable_others", lambda: next(busy, 0))
+    per_epoch, run_epoch = [], _loop._run_epoch
+
+    def counting(*args):
+        per_epoch.append(threads["n"])
+        return run_epoch(*args)
+
+    monkeypatch.setattr(_loop, "_run_epoch", counting)
+    est.fit(X, y)
+    # One thread for the first epoch, both from the second on once a check is
+    # due; torch's own count afterwards either way.
+    assert per_epoch == expected
+    assert threads["n"] == 2
+
+
 @pytest.mark.parametrize("task", ["regression", "binary"])
 @pytest.mark.parametrize("stacked", [False, True])
 def test_early_stopping_keeps_the_best_epochs_weights(task, stacked):

@@ -539,10 +539,11 @@ def train(members: list[Member], feed) -> None:
     tr.keep([not d for d in done])
     step = _step_function(tr, members[0].cfg)
     work = len(members) * members[0].cfg.batch_size * tr.stack.n_params
-    with training_threads(work, param.device):
+    with training_threads(work, param.device) as threads:
         try:
             while tr.members:
                 _epoch(tr, step, feed)
+                threads.recheck()
         except KeyboardInterrupt:
             for k, m in enumerate(tr.members):
                 m.state.interrupted = True

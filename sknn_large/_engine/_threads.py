@@ -4,8 +4,9 @@ OpenMP workers that wait at a barrier spin. While every core is ours that is
 the fastest way to wait; when another busy process holds a core, a spinning
 worker and the thread it waits for take turns on the remaining ones and a fit
 slows 4-60x (measured on 2 cores, for sknn_large and for sklearn's OpenBLAS
-alike). So a training call asks, once at its start, how many cores are busy
-with other work and uses only the idle ones, and tiny steps use one thread.
+alike). So a training call asks at its start how many cores are busy with
+other work and uses only the idle ones (asking again between epochs while it
+leaves any out), and tiny steps use one thread.
 """
 
 from __future__ import annotations
@@ -78,17 +79,70 @@ def _num_threads(n: int):
         torch.set_num_threads(before)
 
 
-def training_threads(work: float, device: torch.device, limit: float = _SMALL_WORK):
-    """Threads for a training call whose steps take ``work`` multiply-adds.
+# While a call runs on fewer threads than torch's because other work was busy,
+# it asks again between epochs, at most this often (seconds): a process that
+# was runnable for a few milliseconds at the start costs an epoch, not a fit.
+_RECHECK_S = 0.25
 
-    One thread below ``limit``; otherwise as many of torch's threads as there
-    are cores no other process is busy on. Not for accelerators.
+
+class TrainingThreads:
+    """The threads of one training call; a context manager.
+
+    On entry: one thread below ``limit`` multiply-adds per step, otherwise
+    as many of torch's threads as there are cores no other process is busy
+    on. On exit, torch's own count comes back.
+
+    Parameters
+    ----------
+    work : float
+        Multiply-adds per training step.
+    device : torch.device
+        Where the call trains; accelerators are left alone.
+    limit : float, default=_SMALL_WORK
+        Work under which one thread is faster.
     """
-    if device.type != "cpu":
-        return contextlib.nullcontext()
-    if work <= limit:
-        return _num_threads(1)
-    return _num_threads(idle_cores(torch.get_num_threads()))
+
+    def __init__(self, work: float, device: torch.device, limit: float = _SMALL_WORK):
+        self.on_cpu = device.type == "cpu"
+        self.small = work <= limit
+        # torch's count before the call, and the one the call runs on.
+        self.before = self.threads = 0
+        self.asked = 0.0
+
+    def _use(self, n: int) -> None:
+        if n != self.threads:
+            torch.set_num_threads(n)
+            self.threads = n
+
+    def __enter__(self) -> TrainingThreads:
+        if self.on_cpu:
+            self.before = self.threads = torch.get_num_threads()
+            self.asked = time.monotonic()
+            self._use(1 if self.small else idle_cores(self.before))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.on_cpu and self.threads != self.before:
+            torch.set_num_threads(self.before)
+
+    def recheck(self) -> None:
+        """Between epochs: while cores were left out as busy, ask again."""
+        if self.small or self.threads >= self.before:
+            return
+        now = time.monotonic()
+        if now - self.asked >= _RECHECK_S:
+            self.asked = now
+            self._use(idle_cores(self.before))
+
+
+def training_threads(
+    work: float, device: torch.device, limit: float = _SMALL_WORK
+) -> TrainingThreads:
+    """:class:`TrainingThreads` for a call whose steps take ``work`` multiply-adds.
+
+    Not for accelerators (it leaves their calls alone).
+    """
+    return TrainingThreads(work, device, limit)
 
 
 def single_threaded_below(
