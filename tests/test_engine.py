@@ -153,15 +153,15 @@ def test_training_uses_only_cores_no_other_process_is_busy_on(monkeypatch):
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
     monkeypatch.setattr(_threads, "_runnable_others", lambda: 1)
-    with _threads.training_threads(1e9, cpu):
+    with _threads.TrainingThreads(1e9, cpu):
         pass
     monkeypatch.setattr(_threads, "_runnable_others", lambda: 0)
-    with _threads.training_threads(1e9, cpu):
+    with _threads.TrainingThreads(1e9, cpu):
         pass
-    with _threads.training_threads(1e3, cpu):
+    with _threads.TrainingThreads(1e3, cpu):
         pass
     monkeypatch.setattr(_threads, "_runnable_others", lambda: 9)
-    with _threads.training_threads(1e9, cpu):
+    with _threads.TrainingThreads(1e9, cpu):
         pass
     # busy core: 3 then back to 4; idle: untouched; tiny: 1; all busy: 1.
     assert seen == [3, 4, 1, 4, 1, 4]

@@ -35,7 +35,7 @@ from ._solvers import (
     split_for_l2,
 )
 from ._stack import ParamStack, flat_to_module
-from ._threads import training_threads
+from ._threads import TrainingThreads
 from ._update import apply_one, apply_step, per_member, shared_update
 from ._validation import Validation, measure_held_out
 
@@ -539,7 +539,7 @@ def train(members: list[Member], feed) -> None:
     tr.keep([not d for d in done])
     step = _step_function(tr, members[0].cfg)
     work = len(members) * members[0].cfg.batch_size * tr.stack.n_params
-    with training_threads(work, param.device) as threads:
+    with TrainingThreads(work, param.device) as threads:
         try:
             while tr.members:
                 _epoch(tr, step, feed)

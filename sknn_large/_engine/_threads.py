@@ -135,16 +135,6 @@ class TrainingThreads:
             self._use(idle_cores(self.before))
 
 
-def training_threads(
-    work: float, device: torch.device, limit: float = _SMALL_WORK
-) -> TrainingThreads:
-    """:class:`TrainingThreads` for a call whose steps take ``work`` multiply-adds.
-
-    Not for accelerators (it leaves their calls alone).
-    """
-    return TrainingThreads(work, device, limit)
-
-
 def single_threaded_below(
     work: float, device: torch.device, limit: float = _SMALL_WORK
 ):
