@@ -260,9 +260,7 @@ class ParamStack:
         # reduces in a K-dependent order, a product per member does not, so a
         # member's result does not depend on how many share its stack.
         ones = new(*m, 1, bsz).fill_(1.0)
-        bufs = outs, acts, acts_t, dhs, grads_t, grads_tt, ones
-        self._buffers[("hand", k, bsz)] = bufs
-        return bufs
+        return outs, acts, acts_t, dhs, grads_t, grads_tt, ones
 
     def hand_step(
         self, x, y, scale, activation: str, loss: Loss, masks, smoothing=None
