@@ -169,6 +169,28 @@ def test_training_uses_only_cores_no_other_process_is_busy_on(monkeypatch):
 
 
 @pytest.mark.parametrize(
+    "reads, expected, sleeps",
+    [([0], 4, 0), ([2, 0], 4, 1), ([2, 1, 3], 3, 2), ([1, 1, 1], 3, 2)],
+    ids=["idle-at-once", "idle-second", "least-busy", "busy"],
+)
+def test_core_probe_stops_at_the_first_read_without_other_work(
+    reads, expected, sleeps, monkeypatch
+):
+    # The probe waits a millisecond between reads only while they show other
+    # work: on an idle machine (the common case) a fit starts without waiting,
+    # and the least busy read still decides when there is some.
+    from sknn_large._engine import _threads
+
+    it = iter(reads)
+    monkeypatch.setattr(_threads, "_runnable_others", lambda: next(it))
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 4)
+    slept = []
+    monkeypatch.setattr(_threads.time, "sleep", slept.append)
+    assert _threads.idle_cores(4) == expected
+    assert len(slept) == sleeps
+
+
+@pytest.mark.parametrize(
     "every, expected", [(0.0, [1, 2, 2]), (1e9, [1, 1, 1])], ids=["due", "too-soon"]
 )
 def test_training_takes_back_cores_freed_between_epochs(every, expected, monkeypatch):

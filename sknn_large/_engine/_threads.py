@@ -25,7 +25,8 @@ from torch import nn
 # 2-core machine).
 _SMALL_WORK = 1e7
 # Reads of the run queue, a millisecond apart; the least busy one counts, so
-# a process that only blinked does not cost us a thread.
+# a process that only blinked does not cost us a thread. A read that sees no
+# other task ends the probe: no later one can count for less.
 _SAMPLES = 3
 
 
@@ -60,6 +61,8 @@ def idle_cores(limit: int) -> int:
         if others is None:
             return limit
         busy.append(others)
+        if others == 0:
+            break
         if i + 1 < _SAMPLES:
             time.sleep(0.001)
     cores = os.cpu_count() or limit
