@@ -92,7 +92,7 @@ class ParamStack:
             self._b_spans.append((offset, fo))
             offset += fo
         self.n_params = offset
-        # Views, step buffers and compiled steps, made once per theta.
+        # Views, buffers and hand-derived steps (closures), made once per theta.
         self._buffers: dict[tuple, Any] = {}
         self.set_theta(theta)
 
