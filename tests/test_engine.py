@@ -133,11 +133,15 @@ def test_hand_derived_step_equals_autograd(
     assert hand.grad.abs().sum() > 0
 
 
-def test_autograd_path_serves_activations_without_a_hand_derivative():
-    # gelu and silu have no hand-derived backward and still train, through
-    # autograd; the hand path's registry is a subset of the public one.
-    assert set(_HAND_ACTIVATIONS) <= set(_ACTIVATIONS)
-    assert {"gelu", "silu"} <= set(_ACTIVATIONS) - set(_HAND_ACTIVATIONS)
+def test_every_public_activation_has_a_hand_derived_step():
+    # A new activation in the public registry must get its hand-derived form
+    # (and so the comparison with autograd above), or every fit using it
+    # falls off the fast path.
+    assert set(_HAND_ACTIVATIONS) == set(_ACTIVATIONS)
+    assert {n for n, a in _HAND_ACTIVATIONS.items() if a.from_input} == {
+        "gelu",
+        "silu",
+    }
 
 
 def test_training_uses_only_cores_no_other_process_is_busy_on(monkeypatch):
@@ -371,9 +375,16 @@ def test_l2_gradient_in_the_fused_kernel_trains_as_added_before(
     np.testing.assert_allclose(folded.loss_curve_, added.loss_curve_, rtol=1e-6)
 
 
-@pytest.mark.parametrize(("activation", "expected"), [("relu", True), ("gelu", False)])
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"activation": "relu"}, True),
+        ({"activation": "gelu"}, True),
+        ({"precision": "bfloat16"}, False),
+    ],
+)
 def test_hand_derived_step_runs_in_inference_mode_on_the_cpu(
-    activation, expected, monkeypatch
+    params, expected, monkeypatch
 ):
     # The hand-derived step needs no autograd and skips its bookkeeping; the
     # autograd path keeps it. Either way the fitted model is ordinary: it
@@ -389,7 +400,7 @@ def test_hand_derived_step_runs_in_inference_mode_on_the_cpu(
 
     monkeypatch.setattr(_loop._Trainer, "step", spy)
     X, y, _ = _problem("log_loss")
-    est = LargeMLPClassifier((6,), activation=activation, max_iter=3, device="cpu")
+    est = LargeMLPClassifier((6,), max_iter=3, device="cpu", **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(X, y)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,32 +23,58 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "elu": nn.ELU,
 }
 
-# Activations the hand-derived step covers: an in-place forward, and the
-# backward from the activation's *output* (so no pre-activation is kept).
-# These are the aten kernels autograd itself calls, so both paths round alike.
-# Activations missing here (gelu, silu) train through autograd.
+class HandActivation(NamedTuple):
+    """An activation as the hand-derived step applies it.
+
+    Attributes
+    ----------
+    forward : callable
+        In place, ``z -> z``; with ``from_input``, ``(z, out) -> out``.
+    backward : callable or None
+        ``(grad, saved) ->`` the gradient at the activation's input (relu,
+        gelu and silu write it into ``grad``); ``saved`` is the activation's
+        output, or its input with ``from_input``. None for the identity.
+    from_input : bool
+        Whether the backward needs the input (the pre-activation): the step
+        then keeps it and writes the output into a buffer of its own.
+    """
+
+    forward: Callable[..., torch.Tensor]
+    backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+    from_input: bool = False
+
+
+# Activations the hand-derived step covers: every public one. Their kernels
+# are the aten ones autograd itself calls, so both paths round alike. Most
+# differentiate from their output (no pre-activation kept); gelu and silu
+# need their input.
 _aten = torch.ops.aten
-_HAND_ACTIVATIONS: dict[
-    str,
-    tuple[
-        Callable[[torch.Tensor], torch.Tensor],
-        Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-    ],
-] = {
-    "identity": (lambda z: z, None),
-    "logistic": (torch.sigmoid_, _aten.sigmoid_backward),
-    "tanh": (torch.tanh_, _aten.tanh_backward),
-    "relu": (
+_HAND_ACTIVATIONS: dict[str, HandActivation] = {
+    "identity": HandActivation(lambda z: z, None),
+    "logistic": HandActivation(torch.sigmoid_, _aten.sigmoid_backward),
+    "tanh": HandActivation(torch.tanh_, _aten.tanh_backward),
+    "relu": HandActivation(
         torch.relu_,
         lambda g, a: _aten.threshold_backward.grad_input(g, a, 0.0, grad_input=g),
     ),
-    "leaky_relu": (
+    "leaky_relu": HandActivation(
         lambda z: torch.nn.functional.leaky_relu_(z, 0.01),
         lambda g, a: _aten.leaky_relu_backward(g, a, 0.01, True),
     ),
-    "elu": (
+    "elu": HandActivation(
         lambda z: torch.nn.functional.elu_(z),
         lambda g, a: _aten.elu_backward(g, 1.0, 1.0, 1.0, True, a),
+    ),
+    # nn.GELU's exact (erf) form, as autograd's GeluBackward0 differentiates it.
+    "gelu": HandActivation(
+        lambda z, out: _aten.gelu.out(z, out=out),
+        lambda g, z: _aten.gelu_backward.grad_input(g, z, grad_input=g),
+        from_input=True,
+    ),
+    "silu": HandActivation(
+        lambda z, out: _aten.silu.out(z, out=out),
+        lambda g, z: _aten.silu_backward.grad_input(g, z, grad_input=g),
+        from_input=True,
     ),
 }
 

@@ -228,13 +228,17 @@ class ParamStack:
         return views
 
     @torch.inference_mode(False)
-    def _hand_buffers(self, k: int, bsz: int):
+    def _hand_buffers(self, k: int, bsz: int, from_input: bool = False):
         """The hand-derived step's buffers for ``k`` members, ``bsz`` rows.
 
         A narrow layer's output is held transposed, ``(n, bsz)``, and its
         weight gradient is computed into ``(n, fan_in)`` and copied back.
         Each layer's output is also kept as a ``(bsz, n)`` view (``acts``) and
         its transpose (``acts_t``), made once: a view costs a dispatch too.
+        With ``from_input`` (an activation differentiated from its input) the
+        hidden layers' activations get buffers of their own, and ``pres``
+        views the affine outputs they are computed from; otherwise the
+        activation runs in place and ``pres`` is ``acts``.
         """
         t = self.theta
         m = () if k == 1 else (k,)
@@ -244,12 +248,21 @@ class ParamStack:
         def new(*shape):
             return torch.empty(shape, device=t.device, dtype=t.dtype)
 
-        outs = [
-            new(*m, fo, bsz) if nar else new(*m, bsz, fo)
-            for (_, fo), nar in zip(pairs, v.narrow, strict=True)
-        ]
-        acts = [v.t(o) if nar else o for o, nar in zip(outs, v.narrow, strict=True)]
-        acts_t = [o if nar else v.t(o) for o, nar in zip(outs, v.narrow, strict=True)]
+        def shaped(fo, nar):
+            return new(*m, fo, bsz) if nar else new(*m, bsz, fo)
+
+        outs = [shaped(fo, nar) for (_, fo), nar in zip(pairs, v.narrow, strict=True)]
+        posts = outs
+        if from_input:
+            hidden = zip(pairs[:-1], v.narrow, strict=False)
+            posts = [shaped(fo, nar) for (_, fo), nar in hidden] + outs[-1:]
+
+        def as_rows(bufs):
+            return [v.t(o) if nar else o for o, nar in zip(bufs, v.narrow, strict=True)]
+
+        acts = as_rows(posts)
+        acts_t = [o if nar else v.t(o) for o, nar in zip(posts, v.narrow, strict=True)]
+        pres = as_rows(outs) if from_input else acts
         dhs = [new(*m, bsz, fi) for fi, _ in pairs[1:]]
         grads_t = [
             new(*m, fo, fi) if nar else None
@@ -260,7 +273,7 @@ class ParamStack:
         # reduces in a K-dependent order, a product per member does not, so a
         # member's result does not depend on how many share its stack.
         ones = new(*m, 1, bsz).fill_(1.0)
-        return outs, acts, acts_t, dhs, grads_t, grads_tt, ones
+        return outs, acts, acts_t, pres, dhs, grads_t, grads_tt, ones
 
     def hand_step(
         self, x, y, scale, activation: str, loss: Loss, masks, smoothing=None
@@ -287,9 +300,10 @@ class ParamStack:
         mostly that overhead, fit a few per cent faster (README-sized fit:
         0.974x the time, paired by round).
         """
-        fwd, bwd = _HAND_ACTIVATIONS[activation]
+        fwd, bwd, from_input = _HAND_ACTIVATIONS[activation]
         v = self._rank_views()
-        outs, acts, acts_t, dhs, grads_t, grads_tt, ones = self._hand_buffers(k, bsz)
+        bufs = self._hand_buffers(k, bsz, from_input)
+        outs, acts, acts_t, pres, dhs, grads_t, grads_tt, ones = bufs
         last = len(outs) - 1
         t, affine, mm = v.t, v.affine, v.mm
         # Per layer, forward: (narrow, bias, weight) as affine takes them.
@@ -301,7 +315,7 @@ class ParamStack:
         # whether its output has one column, its gradient views and buffers.
         backward = [
             (v.narrow[i], i, self.widths[i + 1] == 1, v.gW[i], v.gb[i], v.WT[i])
-            + (grads_t[i], grads_tt[i], dhs[i - 1] if i else None, acts[i - 1])
+            + (grads_t[i], grads_tt[i], dhs[i - 1] if i else None, pres[i - 1])
             for i in range(last, -1, -1)
         ]
         out_narrow, vad = v.narrow[last], loss.value_and_delta
@@ -325,7 +339,10 @@ class ParamStack:
                     affine(b, inputs[i], w, out=outs[i])
                 if i == last:
                     break
-                fwd(acts[i])
+                if from_input:
+                    fwd(pres[i], acts[i])
+                else:
+                    fwd(acts[i])
                 if masks is None:
                     inputs.append(acts[i])
                     inputs_t.append(acts_t[i])
