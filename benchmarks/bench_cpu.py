@@ -31,6 +31,10 @@ Sections (``--cases``, comma-separated; default all):
     The main case (sknn_large and scikit-learn, float32 data) and the README
     case, quiet and with one competing busy process, interleaved; the ratio
     to scikit-learn under contention against the quiet one.
+``activations``
+    The main case's fit with every public activation (which of them train
+    through the hand-derived step), over sknn_large's relu fit and over
+    scikit-learn's fit with the same activation where it has one.
 
 The end of a run judges issue 12's targets. Run ``python benchmarks/bench_cpu.py``
 (about 10 minutes on 2 idle cores), ``--cases cold --repeats 1`` for one
@@ -1667,10 +1671,116 @@ def predict_block_prototype(sizes: Sizes) -> list[dict[str, Any]]:
     return out
 
 
+# ----------------------------------------------------------------- activations
+
+# The activations scikit-learn's MLP also offers.
+_SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+
+
+def activations_section(
+    sizes: Sizes, data: tuple[np.ndarray, ...], repeats: int
+) -> dict[str, Any]:
+    """The main case's fit with every public activation, beside scikit-learn's.
+
+    Each round fits sknn_large once per activation, and scikit-learn once per
+    activation it has, on the main case's float32 data. Says which
+    activations train through the hand-derived step, and each one's time over
+    sknn_large's relu fit and over scikit-learn's fit with that activation.
+
+    Parameters
+    ----------
+    sizes, data
+        The main case's settings and split.
+    repeats : int
+        Rounds; medians are reported.
+
+    Returns
+    -------
+    dict
+        Per activation: ``hand_derived``, ``sknn_large_s``, ``vs_relu`` and,
+        where scikit-learn has it, ``sklearn_s`` and ``vs_sklearn``.
+    """
+    from sklearn.neural_network import MLPClassifier
+
+    from sknn_large import LargeMLPClassifier
+    from sknn_large._engine._network import _ACTIVATIONS, _HAND_ACTIVATIONS
+
+    p = _mlp_params(sizes)
+    X, y = data[0].astype(np.float32), data[2]
+    own_cls = functools.partial(LargeMLPClassifier, device="cpu", **p)
+    their_cls = functools.partial(MLPClassifier, **p)
+    cases = [
+        Case(
+            a,
+            "sknn_large",
+            "float32",
+            "float32",
+            functools.partial(own_cls, activation=a),
+            [],
+        )
+        for a in _ACTIVATIONS
+    ] + [
+        Case(
+            a,
+            "sklearn",
+            "float32",
+            "float64",
+            functools.partial(their_cls, activation=a),
+            [],
+        )
+        for a in _SKLEARN_ACTIVATIONS
+    ]
+    warm = slice(0, 4 * sizes.batch_size)
+    for case in cases:
+        _fit_once(case, X[warm], y[warm], sizes.seed)
+    for _ in range(repeats):
+        for case in cases:
+            case.times.append(_fit_once(case, X, y, sizes.seed)[0])
+    own = {c.name: median(c.times) for c in cases if c.library == "sknn_large"}
+    theirs = {c.name: median(c.times) for c in cases if c.library == "sklearn"}
+    out: dict[str, Any] = {}
+    body = []
+    for act, t in own.items():
+        entry = {
+            "hand_derived": act in _HAND_ACTIVATIONS,
+            "sknn_large_s": t,
+            "vs_relu": t / own["relu"],
+        }
+        if act in theirs:
+            entry["sklearn_s"] = theirs[act]
+            entry["vs_sklearn"] = t / theirs[act]
+        out[act] = entry
+        body.append(
+            [
+                act,
+                "yes" if entry["hand_derived"] else "no (autograd)",
+                fmt(t, 3),
+                fmt(entry["vs_relu"]) + "x",
+                fmt(entry.get("sklearn_s"), 3),
+                fmt(entry["vs_sklearn"]) + "x" if act in theirs else "—",
+            ]
+        )
+    print(f"\n## Activations: the main case's fit, {sizes.epochs} epochs, float32 data")
+    headers = [
+        "activation",
+        "hand-derived",
+        "sknn_large s",
+        "/ relu",
+        "sklearn s",
+        "/ sklearn",
+    ]
+    print(format_table(headers, body))
+    print(
+        f"(medians of {repeats}; / sklearn: sknn_large's time over scikit-learn's"
+        " with the same activation, < 1 is faster)"
+    )
+    return out
+
+
 # ------------------------------------------------------------------------ main
 
 
-SECTIONS = ("main", "cold", "overhead", "pipeline", "contention")
+SECTIONS = ("main", "cold", "overhead", "pipeline", "contention", "activations")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1809,6 +1919,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["contention"] = contention_section(
             sizes, data, sizes.repeats, args.spin, args.threads, args.quick
         )
+    if "activations" in args.cases:
+        result["activations"] = activations_section(sizes, data, sizes.repeats)
     if args.profile or args.steps_only:
         _profile(sizes, data, result)
     result["issue12"] = issue12_targets(result)

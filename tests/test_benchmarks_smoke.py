@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sknn_large._engine._network import _ACTIVATIONS
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -86,6 +88,15 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     assert all(c["ratio_quiet"] > 0 and c["ratio_busy"] > 0 for c in cont.values())
     assert len(result["issue12"]) == 6
     assert "Issue 12 targets" in stdout
+    # Every public activation, each on the hand-derived step, beside
+    # scikit-learn's fit for the four it has.
+    acts = result["activations"]
+    assert list(acts) == list(_ACTIVATIONS)
+    assert all(a["hand_derived"] and a["sknn_large_s"] > 0 for a in acts.values())
+    assert acts["relu"]["vs_relu"] == 1.0
+    with_sklearn = {n for n, a in acts.items() if "vs_sklearn" in a}
+    assert with_sklearn == {"identity", "logistic", "tanh", "relu"}
+    assert "## Activations" in stdout
 
 
 def test_bench_cpu_cases_selects_sections(tmp_path):
