@@ -534,10 +534,7 @@ def _floor_products(
 ) -> tuple[Callable[[], None], int]:
     """One step's products for :func:`matmul_floor`: ``(step, flops per step)``.
 
-    With ``kept``, the step of :func:`kept_timer` instead: each product
-    writes into its own buffer, kept across steps as a trainer keeps its
-    activations and gradients, and one fused Adam update of a
-    parameter-sized vector follows.
+    With ``kept``, the step of :func:`kept_timer` instead (:func:`_kept_step`).
     """
     widths = [sizes.n_features, *sizes.hidden, sizes.n_classes]
     b = sizes.batch_size
@@ -545,6 +542,14 @@ def _floor_products(
     for i, (k, n) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         products = 2 if i == 0 else 3  # forward, weight grad (+ input grad)
         flops_step += products * 2 * b * k * n
+    step = _kept_step(widths, b, dtype) if kept else _fixed_step(widths, b, dtype)
+    for _ in range(20):
+        step()
+    return step, flops_step
+
+
+def _fixed_step(widths: list[int], b: int, dtype: torch.dtype) -> Callable[[], None]:
+    """The floor's step: the step's products of fixed operands, fresh outputs."""
     gen = torch.Generator().manual_seed(0)
     acts = [torch.randn(b, w, generator=gen).to(dtype) for w in widths]
     pairs = []
@@ -563,25 +568,51 @@ def _floor_products(
         for a, w in products:
             torch.mm(a, w)
 
-    if kept:
-        step = _kept_step(products, widths, dtype)
-    for _ in range(20):
-        step()
-    return step, flops_step
+    return step
 
 
-def _kept_step(
-    products: list[tuple[torch.Tensor, ...]], widths: list[int], dtype: torch.dtype
-) -> Callable[[], None]:
-    # Outputs kept across steps, and Adam's four parameter-sized streams.
-    outs = [torch.mm(a, w) for a, w in products]
+def _kept_step(widths: list[int], b: int, dtype: torch.dtype) -> Callable[[], None]:
+    """The floor's products in a step's dataflow, into kept buffers, then Adam.
+
+    Each forward product reads the previous one's output and each backward
+    product the activations and the gradient the step computed before it, as
+    in a real step (no activation, loss or framework call); every product
+    writes its own buffer, kept across steps, in the faster of its two
+    layouts; one fused Adam update of a parameter-sized vector follows.
+    """
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    calls: list[Callable[[], torch.Tensor]] = []
+
+    def product(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        # Zero-filled before its first call: garbage could hold denormals.
+        if _faster_layout(a, w)[0] is a:
+            out = torch.zeros(a.shape[0], w.shape[1], dtype=dtype)
+            calls.append(functools.partial(torch.mm, a, w, out=out))
+            return out
+        out = torch.zeros(w.shape[1], a.shape[0], dtype=dtype)
+        calls.append(functools.partial(torch.mm, w.T, a.T, out=out))
+        return out.T
+
+    weights = [rand(k, n) for k, n in zip(widths[:-1], widths[1:], strict=True)]
+    acts = [rand(b, widths[0])]
+    for w in weights:
+        acts.append(product(acts[-1], w))
+    delta = rand(b, widths[-1])
+    for i in range(len(weights) - 1, -1, -1):
+        product(acts[i].T, delta)  # weight gradient
+        if i > 0:
+            delta = product(delta, weights[i].T)  # input gradient
     n = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     theta, grad, m, v = (torch.full((n,), 1e-3, dtype=dtype) for _ in range(4))
     count = torch.zeros((), dtype=dtype)
 
     def step() -> None:
-        for (a, w), out in zip(products, outs, strict=True):
-            torch.mm(a, w, out=out)
+        for call in calls:
+            call()
         count.add_(1.0)
         torch._fused_adam_(
             [theta], [grad], [m], [v], [], [count],
@@ -658,18 +689,21 @@ def floor_timer(sizes: Sizes, n_train: int) -> Callable[[], float]:
 
 
 def kept_timer(sizes: Sizes, n_train: int) -> Callable[[], float]:
-    """A function that times one pass of the floor's products into kept buffers.
+    """A function that times one pass of the step's products as a trainer runs them.
 
-    The floor's products write fresh outputs, so the allocator hands every
-    product of a step the block the previous one just freed: they run on
-    cache lines that are already hot. A trainer cannot: it keeps each
-    layer's activations for the backward pass and its gradients for the
-    update, and an Adam update streams four parameter-sized vectors. This
-    pass does exactly that memory traffic and nothing else (no activation,
-    loss or framework call), over the run's steps. It is a diagnostic timed
-    beside each round's floor pass, not a target: it splits a fit's ratio to
-    the floor into what that traffic costs (this pass over the floor) and
-    what the trainer's own calls cost on top (the fit over this pass).
+    The floor multiplies fixed operands into fresh outputs: no product reads
+    what another wrote, and the allocator hands each product the block the
+    previous one just freed, so every product runs on cache lines that are
+    already hot. A trainer cannot: each of its products reads the result of
+    one before it (the forward pass's activations, the backward pass's
+    gradients), it keeps activations for the backward pass and gradients for
+    the update, and an Adam update streams four parameter-sized vectors.
+    This pass does exactly that (:func:`_kept_step`) and nothing else (no
+    activation, loss or framework call), over the run's steps. It is a
+    diagnostic timed beside each round's floor pass, not a target: it splits
+    a fit's ratio to the floor into what that dataflow costs on this machine
+    (this pass over the floor) and what the trainer's own calls cost on top
+    (the fit over this pass).
     """
     steps = floor_steps(sizes, n_train)
     step, _ = _floor_products(sizes, torch.float32, kept=True)
@@ -681,18 +715,20 @@ def kept_lines(
 ) -> list[str]:
     """Per round: the kept-buffer pass over the floor, and the fit over it.
 
-    The first is what keeping activations, gradients and Adam's state costs
-    above the floor's hot-cache products; the second how much of the fit is
-    the trainer's own work above that memory traffic.
+    The first is what a step's dataflow (products reading each other's
+    results, kept activations and gradients, Adam's state) costs above the
+    floor's fixed-operand, hot-cache products; the second how much of the fit
+    is the trainer's own work above that.
     """
     if not kept_rounds:
         return []
     over = [k / f for k, f in zip(kept_rounds, floor_rounds, strict=True)]
     fits = [t / k for t, k in zip(own["fit_s_all"], kept_rounds, strict=True)]
     return [
-        "kept-buffer pass by round (the floor's products into buffers kept"
-        " across steps, plus an Adam update), over the floor pass (a"
-        " diagnostic, not a target): " + ", ".join(f"{x:.2f}x" for x in over),
+        "kept-buffer pass by round (the floor's products in a step's dataflow,"
+        " each reading what one before it wrote, into buffers kept across"
+        " steps, plus an Adam update), over the floor pass (a diagnostic, not"
+        " a target): " + ", ".join(f"{x:.2f}x" for x in over),
         f"  {own['case']} ({own['data_dtype']} data) fit over that pass, by round: "
         + ", ".join(f"{x:.2f}x" for x in fits),
     ]
