@@ -23,6 +23,7 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "elu": nn.ELU,
 }
 
+
 class HandActivation(NamedTuple):
     """An activation as the hand-derived step applies it.
 
