@@ -96,29 +96,31 @@ def _stack(k, widths, seed=0):
     return ParamStack(widths, theta)
 
 
+@pytest.mark.parametrize("n_out", [3, 17])
 @pytest.mark.parametrize("transposed", [True, False])
 @pytest.mark.parametrize("activation", sorted(_HAND_ACTIVATIONS))
 @pytest.mark.parametrize("loss", sorted(_LOSSES))
 @pytest.mark.parametrize("k", [1, 3])
 def test_hand_derived_step_equals_autograd(
-    activation, loss, k, transposed, monkeypatch
+    activation, loss, k, transposed, n_out, monkeypatch
 ):
     # The hand-derived forward/backward gives autograd's gradients and losses,
     # with sample weights and dropout masks, for one member and for a stack,
     # with the narrow layers (every one here) multiplied as written or
-    # transposed, whichever this CPU would pick.
+    # transposed, whichever this CPU would pick, and an output the loss takes
+    # transposed (3 columns) or as written (17).
     monkeypatch.setattr(
         _stack_module, "narrow_products_transposed", lambda *a: transposed
     )
-    widths = [4, 7, 5, 3]
+    widths = [4, 7, 5, n_out]
     g = torch.Generator().manual_seed(1)
     x = torch.randn(k, 16, 4, generator=g, dtype=torch.float64)
     if _LOSSES[loss].index_targets:
-        y = torch.randint(0, 3, (k, 16), generator=g)
+        y = torch.randint(0, n_out, (k, 16), generator=g)
     elif loss == "poisson":
-        y = torch.rand(k, 16, 3, generator=g, dtype=torch.float64) * 3
+        y = torch.rand(k, 16, n_out, generator=g, dtype=torch.float64) * 3
     else:
-        y = torch.rand(k, 16, 3, generator=g, dtype=torch.float64)
+        y = torch.rand(k, 16, n_out, generator=g, dtype=torch.float64)
     w = torch.rand(k, 16, generator=g, dtype=torch.float64)
     scale = (w / w.sum(dim=1, keepdim=True)).unsqueeze(-1)
     masks = [
