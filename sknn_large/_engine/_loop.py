@@ -34,7 +34,7 @@ from ._solvers import (
     schedule_factor,
     split_for_l2,
 )
-from ._stack import ParamStack, flat_to_module
+from ._stack import ParamStack, flat_to_module, low_precision_step
 from ._threads import TrainingThreads
 from ._update import apply_one, apply_step, per_member, shared_update
 from ._validation import Validation, measure_held_out
@@ -149,10 +149,13 @@ class _Trainer:
                     buf[k].copy_(b[name])
         self.steps = torch.tensor([[s] for _, s in saved], device=device, dtype=dtype)
         self._set_hyper()
+        # bfloat16 takes the hand-derived step on the CPU, without dropout
+        # (see low_precision_step); elsewhere autocast through autograd.
+        low_ok = self.on_cpu and not self.has_dropout
         self.hand = (
             cfg.activation in _HAND_ACTIVATIONS
             and self.loss.value_and_delta is not None
-            and cfg.autocast_dtype is None
+            and (cfg.autocast_dtype is None or low_ok)
         )
 
     def _set_hyper(self) -> None:
@@ -265,7 +268,18 @@ class _Trainer:
             n = w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
             scale = (w / n).unsqueeze(-1)
         masks = self._masks(k, bsz, counts)
-        if self.hand:
+        if self.hand and self.autocast is not None:
+            value = low_precision_step(
+                self.stack,
+                x,
+                y,
+                scale,
+                self.activation,
+                self.loss,
+                self.autocast,
+                self.smoothing,
+            )
+        elif self.hand:
             value = self.stack.hand_step(
                 x, y, scale, self.activation, self.loss, masks, self.smoothing
             )

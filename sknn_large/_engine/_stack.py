@@ -15,6 +15,10 @@ with the gradient of the batch's data loss, return each member's loss):
 * the autograd step (:meth:`ParamStack.autograd_step`), the general path:
   any activation, autocast (bfloat16).
 
+On the CPU a bfloat16 fit without dropout takes the hand-derived step too
+(:func:`low_precision_step`): the same calls on a bfloat16 copy of the stack,
+rounded where autocast rounds.
+
 For ``K == 1`` every product is a plain 2-D ``addmm``/``mm``; for ``K > 1``
 the batched ``baddbmm``/``bmm``. On CPUs whose BLAS is slow for results with a
 handful of columns (measured once per process and rank), the layers that
@@ -27,6 +31,7 @@ paths (:func:`~sknn_large._engine._update.apply_step`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -427,6 +432,66 @@ class ParamStack:
         return value.detach()
 
 
+@functools.cache
+def _rounded_loss(loss: Loss, dtype: torch.dtype, param_dtype: torch.dtype):
+    """``loss`` for outputs in ``dtype``, computed in ``param_dtype``.
+
+    As under autocast, the loss and its delta are computed from the outputs
+    in the parameters' precision, the delta scaled there by the step's row
+    weights (set in the returned one-item list), then rounded to ``dtype``
+    for the backward products. One object per loss, so that the step's
+    program cache keeps it.
+    """
+    vad, scale = loss.value_and_delta, [1.0]
+
+    def value_and_delta(raw, y, *extra, dim=-1):
+        value, delta = vad(raw.to(param_dtype), y, *extra, dim=dim)
+        rows = scale[0]
+        if dim == -2 and not isinstance(rows, float):
+            rows = rows.transpose(-1, -2)
+        return value, delta.mul_(rows).to(dtype)
+
+    return dataclasses.replace(loss, value_and_delta=value_and_delta), scale
+
+
+def low_precision_step(
+    stack: ParamStack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    scale,
+    activation: str,
+    loss: Loss,
+    dtype: torch.dtype,
+    smoothing: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:meth:`ParamStack.hand_step` with its products in ``dtype`` (bfloat16).
+
+    The numbers autocast gives, without autograd: the inputs, weights and
+    biases rounded to ``dtype`` (into a copy of the stack kept between
+    steps); every product, activation and layer gradient in ``dtype``; the
+    loss and its weighted delta in the parameters' precision; the gradient
+    written to ``stack.grad`` in the parameters' precision. No dropout: a
+    mask's ``1 / (1 - p)`` is not exact in bfloat16, so masked fits keep
+    autocast.
+    """
+    low = stack._buffers.get(("low", dtype))
+    if low is None:
+        # Ordinary tensors even when the first step runs in inference mode.
+        with torch.inference_mode(False):
+            theta = torch.empty_like(stack.theta, dtype=dtype)
+            low = stack._buffers[("low", dtype)] = ParamStack(stack.widths, theta)
+    low.theta.copy_(stack.theta)
+    rounded, rows = _rounded_loss(loss, dtype, stack.theta.dtype)
+    # The hand-derived step takes one member's rows 2-D.
+    rows[0] = scale if isinstance(scale, float) or stack.k > 1 else scale[0]
+    try:
+        value = low.hand_step(x.to(dtype), y, 1.0, activation, rounded, None, smoothing)
+    finally:
+        rows[0] = 1.0
+    stack.grad.copy_(low.grad)
+    return value
+
+
 def module_to_flat(module: nn.Module) -> torch.Tensor:
     """A module's linear layers as one flat vector in the stack's layout."""
     layers = linear_layers(module)
@@ -451,13 +516,16 @@ def flat_to_module(flat: torch.Tensor, module: nn.Module) -> None:
 
 
 @functools.cache
-def bf16_step_slowdown(widths: tuple[int, ...], batch_size: int) -> float:
+def bf16_step_slowdown(
+    widths: tuple[int, ...], batch_size: int, autograd: bool = False
+) -> float:
     """Time of a bfloat16 training step of this network over a float32 one.
 
     The steps the fit would take: float32 through the hand-derived step,
-    bfloat16 through autocast and autograd, on ``batch_size`` rows of
-    ``widths[0]`` features, on the CPU's current threads. Native bfloat16
-    instructions make the products faster, but the casts and autograd come on
+    bfloat16 through :func:`low_precision_step` (or, with ``autograd``, as a
+    fit with dropout does, through autocast and autograd), on ``batch_size``
+    rows of ``widths[0]`` features, on the CPU's current threads. Native
+    bfloat16 instructions make the products faster, but the casts come on
     top, so whether the step gains depends on the network: measured once per
     process and shape (a few steps each, milliseconds for typical networks).
     """
@@ -473,7 +541,10 @@ def bf16_step_slowdown(widths: tuple[int, ...], batch_size: int) -> float:
         stack.hand_step(x, y, scale, "relu", loss, None)
 
     def bf16() -> None:
-        stack.autograd_step(x, y, scale, "relu", loss, None, torch.bfloat16)
+        if autograd:
+            stack.autograd_step(x, y, scale, "relu", loss, None, torch.bfloat16)
+        else:
+            low_precision_step(stack, x, y, scale, "relu", loss, torch.bfloat16)
 
     for fn in (fp32, bf16):
         best_of(fn, 2)
