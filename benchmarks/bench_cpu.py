@@ -35,6 +35,11 @@ Sections (``--cases``, comma-separated; default all):
     The main case's fit with every public activation (which of them train
     through the hand-derived step), over sknn_large's relu fit and over
     scikit-learn's fit with the same activation where it has one.
+``bf16``
+    float32 against ``precision="bfloat16"`` for the main case's network with
+    256, 1,024 and 2,048-wide hidden layers (10,000 rows, 2 epochs): where
+    bfloat16 starts to pay on this CPU, and whether its fits warned. Without
+    bf16 instructions only the first width runs.
 
 The end of a run judges issue 12's targets. Run ``python benchmarks/bench_cpu.py``
 (about 10 minutes on 2 idle cores), ``--cases cold --repeats 1`` for one
@@ -1813,10 +1818,97 @@ def activations_section(
     return out
 
 
+# ---------------------------------------------------------------- bf16 widths
+
+# Hidden widths of the width sweep: bfloat16's products gain more on wider
+# layers, where AMX's tile units (amx_bf16) run them several times faster.
+BF16_WIDTHS = (256, 1024, 2048)
+
+
+def bf16_widths_section(
+    sizes: Sizes, data: tuple[np.ndarray, ...], repeats: int, quick: bool
+) -> dict[str, Any]:
+    """float32 against ``precision="bfloat16"`` as the hidden layers widen.
+
+    The main case's network with both hidden layers ``w`` wide, for ``w`` in
+    :data:`BF16_WIDTHS`, on the first 10,000 training rows for 2 epochs
+    (batch 256), each precision's fit timed round-robin; reports each width's
+    times, their ratio, whether the bf16 fit warned and both accuracies. A
+    CPU without bf16 instructions (which emulates it about 20-40x slower)
+    runs the first width only.
+
+    Returns
+    -------
+    dict
+        ``native``: the bf16 flags found; ``widths``: per width, the medians,
+        ``bf16_over_fp32`` and ``bf16_warned``.
+    """
+    from sknn_large import LargeMLPClassifier
+    from sknn_large._estimator import _plan
+
+    native = native_bf16(cpu_flags())
+    widths = (16, 32) if quick else BF16_WIDTHS
+    if not native:
+        widths = widths[:1]
+    rows = min(10_000, data[0].shape[0])
+    X, y = data[0][:rows].astype(np.float32), data[2][:rows]
+    Xt, yt = data[1].astype(np.float32), data[3]
+    params = {**_mlp_params(sizes), "max_iter": 1 if quick else 2}
+    params.pop("hidden_layer_sizes")
+    out: dict[str, Any] = {"native": native, "rows": rows, "widths": {}}
+    body = []
+    for w in widths:
+        # A fit warns once per process: let each width's fits warn anew.
+        _plan._warned_bf16.clear()
+        times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+        fits: dict[str, Any] = {}
+        warned: list[str] = []
+        for _ in range(repeats + 1):  # the first round warms up
+            for prec in times:
+                est = LargeMLPClassifier((w, w), device="cpu", precision=prec, **params)
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always")
+                    start = time.perf_counter()
+                    est.fit(X, y)
+                    times[prec].append(time.perf_counter() - start)
+                warned += [str(m.message) for m in seen if "bfloat16" in str(m.message)]
+                fits[prec] = est
+        fp32, bf16 = (median(times[p][1:]) for p in ("float32", "bfloat16"))
+        entry = {
+            "float32_s": fp32,
+            "bfloat16_s": bf16,
+            "bf16_over_fp32": bf16 / fp32,
+            "bf16_warned": bool(warned),
+            "float32_acc": float(fits["float32"].score(Xt, yt)),
+            "bfloat16_acc": float(fits["bfloat16"].score(Xt, yt)),
+        }
+        out["widths"][w] = entry
+        body.append(
+            [
+                f"{w}-{w}",
+                fmt(fp32, 3),
+                fmt(bf16, 3),
+                fmt(entry["bf16_over_fp32"]) + "x",
+                "yes" if warned else "no",
+                f"{entry['float32_acc']:.4f} / {entry['bfloat16_acc']:.4f}",
+            ]
+        )
+    flags = "+".join(native) if native else "none (emulated)"
+    print(
+        f"\n## bfloat16 by width: {rows:,} rows, {params['max_iter']} epochs, "
+        f"batch {sizes.batch_size}; native bf16: {flags}"
+    )
+    headers = ["hidden", "float32 s", "bfloat16 s", "bf16 / fp32", "bf16 warned"]
+    headers.append("accuracy fp32 / bf16")
+    print(format_table(headers, body))
+    print(f"(medians of {repeats}; < 1 means bfloat16 trains faster)")
+    return out
+
+
 # ------------------------------------------------------------------------ main
 
 
-SECTIONS = ("main", "cold", "overhead", "pipeline", "contention", "activations")
+SECTIONS = ("main", "cold", "overhead", "pipeline", "contention", "activations", "bf16")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1957,6 +2049,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     if "activations" in args.cases:
         result["activations"] = activations_section(sizes, data, sizes.repeats)
+    if "bf16" in args.cases:
+        result["bf16_widths"] = bf16_widths_section(
+            sizes, data, sizes.repeats, args.quick
+        )
     if args.profile or args.steps_only:
         _profile(sizes, data, result)
     result["issue12"] = issue12_targets(result)

@@ -97,6 +97,14 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     with_sklearn = {n for n, a in acts.items() if "vs_sklearn" in a}
     assert with_sklearn == {"identity", "logistic", "tanh", "relu"}
     assert "## Activations" in stdout
+    # bfloat16 against float32 as the layers widen; both accuracies.
+    sweep = result["bf16_widths"]
+    widths = sweep["widths"]
+    # A CPU that emulates bfloat16 runs the first width only.
+    assert list(widths) == (["16", "32"] if sweep["native"] else ["16"])
+    assert all(w["bf16_over_fp32"] > 0 for w in widths.values())
+    assert all(0 <= w["bfloat16_acc"] <= 1 for w in widths.values())
+    assert "## bfloat16 by width" in stdout
 
 
 def test_bench_cpu_cases_selects_sections(tmp_path):
