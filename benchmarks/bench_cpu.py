@@ -196,7 +196,9 @@ def build_cases(sizes: Sizes, with_skorch: bool) -> list[Case]:
 
     p = _mlp_params(sizes)
     native = native_bf16(cpu_flags())
-    bf16 = "bf16 autocast, " + (
+    # On the CPU without dropout: the hand-derived step in bf16 (autocast's
+    # roundings, no autograd).
+    bf16 = "bf16 hand-derived step, " + (
         f"native ({'+'.join(native)})" if native else "emulated (no bf16 instructions)"
     )
     cases = [
