@@ -11,10 +11,10 @@ the host.
 
 ``precision`` sets the arithmetic. ``"auto"`` trains the stochastic solvers
 in float32 (``coefs_`` and predictions still follow the input's dtype);
-``"bfloat16"`` keeps float32 weights but runs the forward pass under bfloat16
-autocast, which is much faster on recent NVIDIA GPUs for wide layers and
-changes the results slightly. It also runs on a CPU, where it brings no
-speed-up for networks this small.
+``"bfloat16"`` keeps float32 weights but runs the matrix products in
+bfloat16, which is much faster on recent NVIDIA GPUs (and on CPUs with AMX)
+for wide layers and changes the results slightly. It also runs on other
+CPUs, where it brings no speed-up for networks this small.
 """
 
 # %%

@@ -145,8 +145,9 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
         precise gradients. ``coefs_``, ``intercepts_`` and predictions always
         follow the input's dtype, as in scikit-learn. 'float64' reproduces
         scikit-learn's arithmetic; 'bfloat16' keeps float32 weights and runs the
-        forward pass under bfloat16 autocast (fast on recent GPUs and CPUs with
-        bf16 units; changes results slightly).
+        matrix products in bfloat16, rounding as autocast does (fast on recent
+        GPUs, and on CPUs with AMX for wide layers; changes results slightly;
+        a CPU fit warns when it measures bfloat16 slower).
     cuda_graphs : bool, default=False
         Capture the training step in a CUDA graph and replay it, when training
         on a CUDA device with a stochastic solver (ignored elsewhere). Small
