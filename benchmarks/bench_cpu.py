@@ -15,8 +15,10 @@ Sections (``--cases``, comma-separated; default all):
     round-robin, medians. Each row gives its ratio to the step's matrix
     products alone (the floor, timed in the same run), to scikit-learn and to
     skorch. The bf16 row says whether this CPU has native bfloat16
-    (avx512_bf16 / amx_bf16) and which warning, if any, the fit raised. Then
-    ``predict_proba`` on 1,000,000 rows in a fresh subprocess per model.
+    (avx512_bf16 / amx_bf16) and which warning, if any, the fit raised. The
+    same fit with 8-wide hidden layers gives the trainer's fixed cost a step,
+    set against what target 1 leaves above the floor. Then ``predict_proba``
+    on 1,000,000 rows in a fresh subprocess per model.
 ``cold``
     README.md's snippet, scikit-learn's default MLP on digits, a diabetes
     regression pipeline: each in a fresh process, first fit included,
@@ -739,6 +741,59 @@ def kept_lines(
         f"  {own['case']} ({own['data_dtype']} data) fit over that pass, by round: "
         + ", ".join(f"{x:.2f}x" for x in fits),
     ]
+
+
+# Hidden width of the fixed-cost fit: products negligible beside a step's calls.
+FIXED_WIDTH = 8
+
+
+def fixed_step_cost(
+    sizes: Sizes,
+    data: tuple[np.ndarray, ...],
+    floor: dict[str, dict[str, float]],
+    n_train: int,
+) -> dict[str, Any]:
+    """What a step costs whatever its products, against target 1's margin.
+
+    The main case's fit with ``FIXED_WIDTH``-wide hidden layers (same rows,
+    batch, epochs and settings), whose products take next to nothing: its
+    time a step is the trainer's fixed cost (Python, the calls of a step, the
+    loss, the update, the feed). Target 1 allows 0.4x the floor a step above
+    the products; where the fixed cost alone takes that, no trainer issuing
+    the same calls can meet it on this machine.
+
+    Returns
+    -------
+    dict
+        ``step_us`` (median of ``sizes.repeats`` fits over the steps),
+        ``margin_us`` (0.4 x the float32 floor a step), their ratio and the
+        line printed.
+    """
+    from sknn_large import LargeMLPClassifier
+
+    X, y = data[0].astype(np.float32), data[2]
+    p = {**_mlp_params(sizes), "hidden_layer_sizes": (FIXED_WIDTH, FIXED_WIDTH)}
+    est = LargeMLPClassifier(device="cpu", **p)
+    steps = floor_steps(sizes, n_train)
+    times = []
+    for _ in range(sizes.repeats + 1):  # the first fit warms up
+        start = time.perf_counter()
+        est.fit(X, y)
+        times.append(time.perf_counter() - start)
+    step_us = median(times[1:]) / steps * 1e6
+    margin_us = 0.4 * floor["float32"]["seconds"] / steps * 1e6
+    line = (
+        f"fixed cost a step (the same fit with {FIXED_WIDTH}-wide hidden layers,"
+        f" products negligible): {step_us:.0f} us; target 1 leaves"
+        f" {margin_us:.0f} us a step above the products (0.4x the floor):"
+        f" the fixed cost alone is {step_us / margin_us:.2f}x that margin"
+    )
+    return {
+        "step_us": step_us,
+        "margin_us": margin_us,
+        "over_margin": step_us / margin_us,
+        "line": line,
+    }
 
 
 def floor_lines(floor: dict[str, dict[str, float]], rows: list[dict[str, Any]]):
@@ -2111,6 +2166,8 @@ def _compare(
         print(line)
     for line in kept_lines(trained["floor_rounds"], trained["kept_rounds"], rows[0]):
         print(line)
+    result["fixed_step"] = fixed = fixed_step_cost(sizes, data, floor, n_train)
+    print(fixed["line"])
     # Both floors of the bf16 comparison from the same minutes.
     result["precision"] = precision_report(after_fits, rows)
     print("\n## Precision: bfloat16 on this CPU")

@@ -69,6 +69,12 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     # over it, with the fit over it.
     assert len(result["kept_rounds"]) == 1 and result["kept_rounds"][0] > 0
     assert "kept-buffer pass by round" in stdout
+    # The fixed cost a step (a network whose products are negligible) against
+    # target 1's margin above the floor.
+    fixed = result["fixed_step"]
+    assert fixed["step_us"] > 0 and fixed["margin_us"] > 0
+    assert fixed["over_margin"] == fixed["step_us"] / fixed["margin_us"]
+    assert "fixed cost a step" in stdout
     assert "native bf16 instructions" in stdout
     assert isinstance(result["precision"]["native"], list)
     assert [p["case"] for p in result["prediction"]] == ["sknn_large", "sklearn MLP"]
