@@ -178,6 +178,22 @@ def test_bfloat16_hand_step_equals_autocast(
     assert err_auto < 2e-4 < err_exact
 
 
+def test_bfloat16_steps_of_two_stacks_share_no_state():
+    # Each stack (one fit) keeps its own bfloat16 copy and its own rounded
+    # loss, whose row weights a step sets and clears: fits running in two
+    # threads of one process never read each other's weights.
+    loss, bf16 = _LOSSES["log_loss"], torch.bfloat16
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 8, 4, generator=g)
+    y = torch.randint(0, 3, (1, 8), generator=g)
+    stacks = [ParamStack([4, 6, 3], _stack(1, [4, 6, 3]).theta.float()) for _ in "ab"]
+    for st, scale in zip(stacks, (1.0 / 8, torch.full((1, 8, 1), 0.5)), strict=True):
+        _stack_module.low_precision_step(st, x, y, scale, "relu", loss, bf16)
+    (low_a, losses_a), (low_b, losses_b) = (s._buffers[("low", bf16)] for s in stacks)
+    assert low_a is not low_b and losses_a[loss] is not losses_b[loss]
+    assert losses_a[loss][1] == losses_b[loss][1] == [1.0]
+
+
 def test_every_public_activation_has_a_hand_derived_step():
     # A new activation in the public registry must get its hand-derived form
     # (and so the comparison with autograd above), or every fit using it

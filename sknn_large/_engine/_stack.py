@@ -432,15 +432,14 @@ class ParamStack:
         return value.detach()
 
 
-@functools.cache
 def _rounded_loss(loss: Loss, dtype: torch.dtype, param_dtype: torch.dtype):
     """``loss`` for outputs in ``dtype``, computed in ``param_dtype``.
 
     As under autocast, the loss and its delta are computed from the outputs
     in the parameters' precision, the delta scaled there by the step's row
     weights (set in the returned one-item list), then rounded to ``dtype``
-    for the backward products. One object per loss, so that the step's
-    program cache keeps it.
+    for the backward products. Made once per stack and loss: the step's
+    program cache keeps it, and fits in other threads have their own.
     """
     vad, scale = loss.value_and_delta, [1.0]
 
@@ -474,14 +473,17 @@ def low_precision_step(
     mask's ``1 / (1 - p)`` is not exact in bfloat16, so masked fits keep
     autocast.
     """
-    low = stack._buffers.get(("low", dtype))
-    if low is None:
+    entry = stack._buffers.get(("low", dtype))
+    if entry is None:
         # Ordinary tensors even when the first step runs in inference mode.
         with torch.inference_mode(False):
-            theta = torch.empty_like(stack.theta, dtype=dtype)
-            low = stack._buffers[("low", dtype)] = ParamStack(stack.widths, theta)
+            low = ParamStack(stack.widths, torch.empty_like(stack.theta, dtype=dtype))
+        entry = stack._buffers[("low", dtype)] = (low, {})
+    low, losses = entry
     low.theta.copy_(stack.theta)
-    rounded, rows = _rounded_loss(loss, dtype, stack.theta.dtype)
+    if loss not in losses:
+        losses[loss] = _rounded_loss(loss, dtype, stack.theta.dtype)
+    rounded, rows = losses[loss]
     # The hand-derived step takes one member's rows 2-D.
     rows[0] = scale if isinstance(scale, float) or stack.k > 1 else scale[0]
     try:
