@@ -149,13 +149,12 @@ class _Trainer:
                     buf[k].copy_(b[name])
         self.steps = torch.tensor([[s] for _, s in saved], device=device, dtype=dtype)
         self._set_hyper()
-        # bfloat16 takes the hand-derived step on the CPU, without dropout
-        # (see low_precision_step); elsewhere autocast through autograd.
-        low_ok = self.on_cpu and not self.has_dropout
+        # bfloat16 takes the hand-derived step on the CPU (see
+        # low_precision_step); on a GPU, autocast through autograd.
         self.hand = (
             cfg.activation in _HAND_ACTIVATIONS
             and self.loss.value_and_delta is not None
-            and (cfg.autocast_dtype is None or low_ok)
+            and (cfg.autocast_dtype is None or self.on_cpu)
         )
 
     def _set_hyper(self) -> None:
@@ -276,6 +275,7 @@ class _Trainer:
                 scale,
                 self.activation,
                 self.loss,
+                masks,
                 self.autocast,
                 self.smoothing,
             )

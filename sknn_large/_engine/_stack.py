@@ -15,7 +15,7 @@ with the gradient of the batch's data loss, return each member's loss):
 * the autograd step (:meth:`ParamStack.autograd_step`), the general path:
   any activation, autocast (bfloat16).
 
-On the CPU a bfloat16 fit without dropout takes the hand-derived step too
+On the CPU a bfloat16 fit takes the hand-derived step too
 (:func:`low_precision_step`): the same calls on a bfloat16 copy of the stack,
 rounded where autocast rounds.
 
@@ -333,8 +333,7 @@ class ParamStack:
         out_narrow, vad = v.narrow[last], loss.value_and_delta
         index_targets = loss.index_targets
         # The loss along rows where that is faster (see _LOSS_ROWS).
-        on_cpu = self.theta.device.type == "cpu"
-        loss_t = out_narrow or (on_cpu and self.widths[-1] in _LOSS_ROWS)
+        loss_t = out_narrow or (self.theta.is_cpu and self.widths[-1] in _LOSS_ROWS)
         raw_t = outs[last] if out_narrow else acts_t[last]
 
         def run(x, y, scale, masks, smoothing):
@@ -363,7 +362,8 @@ class ParamStack:
                     inputs.append(acts[i])
                     inputs_t.append(acts_t[i])
                 else:
-                    h = acts[i] * masks[i]
+                    # bf16 activations: the float32 product, rounded once.
+                    h = (acts[i] * masks[i]).to(acts[i].dtype)
                     inputs.append(h)
                     inputs_t.append(t(h))
             extra = () if smoothing is None else (smoothing,)
@@ -460,6 +460,7 @@ def low_precision_step(
     scale,
     activation: str,
     loss: Loss,
+    masks,
     dtype: torch.dtype,
     smoothing: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -469,8 +470,9 @@ def low_precision_step(
     biases rounded to ``dtype`` (into a copy of the stack kept between
     steps); every product, activation and layer gradient in ``dtype``; the
     loss and its weighted delta in the parameters' precision; the gradient
-    written to ``stack.grad`` in the parameters' precision. No dropout: a
-    mask's ``1 / (1 - p)`` is not exact in bfloat16, so masked fits keep
+    written to ``stack.grad`` in the parameters' precision. Dropout masks
+    stay in the parameters' precision (``1 / (1 - p)`` is not exact in
+    bfloat16): a masked activation is their product rounded once, as under
     autocast.
     """
     entry = stack._buffers.get(("low", dtype))
@@ -487,7 +489,9 @@ def low_precision_step(
     # The hand-derived step takes one member's rows 2-D.
     rows[0] = scale if isinstance(scale, float) or stack.k > 1 else scale[0]
     try:
-        value = low.hand_step(x.to(dtype), y, 1.0, activation, rounded, None, smoothing)
+        value = low.hand_step(
+            x.to(dtype), y, 1.0, activation, rounded, masks, smoothing
+        )
     finally:
         rows[0] = 1.0
     stack.grad.copy_(low.grad)
@@ -518,18 +522,15 @@ def flat_to_module(flat: torch.Tensor, module: nn.Module) -> None:
 
 
 @functools.cache
-def bf16_step_slowdown(
-    widths: tuple[int, ...], batch_size: int, autograd: bool = False
-) -> float:
+def bf16_step_slowdown(widths: tuple[int, ...], batch_size: int) -> float:
     """Time of a bfloat16 training step of this network over a float32 one.
 
-    The steps the fit would take: float32 through the hand-derived step,
-    bfloat16 through :func:`low_precision_step` (or, with ``autograd``, as a
-    fit with dropout does, through autocast and autograd), on ``batch_size``
-    rows of ``widths[0]`` features, on the CPU's current threads. Native
-    bfloat16 instructions make the products faster, but the casts come on
-    top, so whether the step gains depends on the network: measured once per
-    process and shape (a few steps each, milliseconds for typical networks).
+    The steps the fit would take, both through the hand-derived step (the
+    bfloat16 one through :func:`low_precision_step`), on ``batch_size`` rows
+    of ``widths[0]`` features, on the CPU's current threads. Native bfloat16
+    instructions make the products faster, but the casts come on top, so
+    whether the step gains depends on the network: measured once per process
+    and shape (a few steps each, milliseconds for typical networks).
     """
     g = torch.Generator().manual_seed(0)
     n = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
@@ -543,10 +544,7 @@ def bf16_step_slowdown(
         stack.hand_step(x, y, scale, "relu", loss, None)
 
     def bf16() -> None:
-        if autograd:
-            stack.autograd_step(x, y, scale, "relu", loss, None, torch.bfloat16)
-        else:
-            low_precision_step(stack, x, y, scale, "relu", loss, torch.bfloat16)
+        low_precision_step(stack, x, y, scale, "relu", loss, None, torch.bfloat16)
 
     for fn in (fp32, bf16):
         best_of(fn, 2)

@@ -80,23 +80,18 @@ _warned_bf16: set[str] = set()
 
 
 def warn_if_bf16_is_slow(
-    device: torch.device,
-    autocast,
-    widths: tuple[int, ...],
-    batch_size: int,
-    dropout: bool = False,
+    device: torch.device, autocast, widths: tuple[int, ...], batch_size: int
 ) -> None:
     """Warn once per process when bfloat16 would slow a CPU fit.
 
-    A training step of this very network in each precision, timed once (the
-    bfloat16 one on the path the fit takes: autograd with ``dropout``, the
-    hand-derived step without), says whether bfloat16 pays here: CPUs without
-    bfloat16 instructions (avx512_bf16, amx_bf16) emulate it, and even with
-    them the casts can cost more than the faster products save.
+    A training step of this very network in each precision, timed once, says
+    whether bfloat16 pays here: CPUs without bfloat16 instructions
+    (avx512_bf16, amx_bf16) emulate it, and even with them the casts can cost
+    more than the faster products save.
     """
     if autocast != torch.bfloat16 or device.type != "cpu" or _warned_bf16:
         return
-    slowdown = bf16_step_slowdown(widths, batch_size, dropout)
+    slowdown = bf16_step_slowdown(widths, batch_size)
     if slowdown <= 1.0:
         return
     _warned_bf16.add("cpu")
@@ -129,9 +124,7 @@ def new_network(est, X, Y, rng: np.random.RandomState) -> None:
     if est.solver in STOCHASTIC:
         widths = (X.shape[1], *sizes, est.n_outputs_)
         batch = resolve_batch_size(est, X.shape[0], warn=False)
-        warn_if_bf16_is_slow(
-            est.device_, est._param_dtype[1], widths, batch, est.dropout > 0
-        )
+        warn_if_bf16_is_slow(est.device_, est._param_dtype[1], widths, batch)
     # Allocated in the final dtype so float64 draws are not rounded to float32.
     module = build_mlp(
         X.shape[1],
