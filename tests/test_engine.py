@@ -88,6 +88,19 @@ def test_every_registered_option_trains_stacked_as_alone(solver, activation, los
             np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
 
 
+def _step_problem(k, rows, widths, loss, seed, dtype):
+    """A step's inputs, targets for ``loss`` and weighted row scales."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(k, rows, widths[0], generator=g, dtype=dtype)
+    if _LOSSES[loss].index_targets:
+        y = torch.randint(0, widths[-1], (k, rows), generator=g)
+    else:
+        y = torch.rand(k, rows, widths[-1], generator=g, dtype=dtype)
+        y = y * 3 if loss == "poisson" else y
+    w = torch.rand(k, rows, generator=g, dtype=dtype)
+    return g, x, y, (w / w.sum(dim=1, keepdim=True)).unsqueeze(-1)
+
+
 def _stack(k, widths, seed=0):
     g = torch.Generator().manual_seed(seed)
     n = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
@@ -113,16 +126,7 @@ def test_hand_derived_step_equals_autograd(
         _stack_module, "narrow_products_transposed", lambda *a: transposed
     )
     widths = [4, 7, 5, n_out]
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(k, 16, 4, generator=g, dtype=torch.float64)
-    if _LOSSES[loss].index_targets:
-        y = torch.randint(0, n_out, (k, 16), generator=g)
-    elif loss == "poisson":
-        y = torch.rand(k, 16, n_out, generator=g, dtype=torch.float64) * 3
-    else:
-        y = torch.rand(k, 16, n_out, generator=g, dtype=torch.float64)
-    w = torch.rand(k, 16, generator=g, dtype=torch.float64)
-    scale = (w / w.sum(dim=1, keepdim=True)).unsqueeze(-1)
+    g, x, y, scale = _step_problem(k, 16, widths, loss, 1, torch.float64)
     masks = [
         (torch.rand(k, 16, n, generator=g, dtype=torch.float64) > 0.3) / 0.7
         for n in widths[1:-1]
@@ -152,14 +156,7 @@ def test_bfloat16_hand_step_equals_autocast(
         _stack_module, "narrow_products_transposed", lambda *a: transposed
     )
     widths, bf16 = [6, 24, 5, 3], torch.bfloat16
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(k, 32, 6, generator=g)
-    if _LOSSES[loss].index_targets:
-        y = torch.randint(0, 3, (k, 32), generator=g)
-    else:
-        y = torch.rand(k, 32, 3, generator=g) * (3 if loss == "poisson" else 1)
-    w = torch.rand(k, 32, generator=g)
-    scale = (w / w.sum(dim=1, keepdim=True)).unsqueeze(-1)
+    g, x, y, scale = _step_problem(k, 32, widths, loss, 3, torch.float32)
     eps = torch.full((k, 1, 1), 0.1) if _LOSSES[loss].smoothable else None
     masks = [(torch.rand(k, 32, n, generator=g) > 0.3) / 0.7 for n in widths[1:-1]]
     masks = masks if dropout else None

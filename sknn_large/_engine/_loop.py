@@ -270,33 +270,13 @@ class _Trainer:
             n = w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
             scale = (w / n).unsqueeze(-1)
         masks = self._masks(k, bsz, counts)
-        if self.hand and self.autocast is not None:
-            value = low_precision_step(
-                self.stack,
-                x,
-                y,
-                scale,
-                self.activation,
-                self.loss,
-                masks,
-                self.autocast,
-                self.smoothing,
-            )
-        elif self.hand:
-            value = self.stack.hand_step(
-                x, y, scale, self.activation, self.loss, masks, self.smoothing
-            )
+        args = (x, y, scale, self.activation, self.loss, masks)
+        if not self.hand:
+            value = self.stack.autograd_step(*args, self.autocast, self.smoothing)
+        elif self.autocast is None:
+            value = self.stack.hand_step(*args, self.smoothing)
         else:
-            value = self.stack.autograd_step(
-                x,
-                y,
-                scale,
-                self.activation,
-                self.loss,
-                masks,
-                self.autocast,
-                self.smoothing,
-            )
+            value = low_precision_step(self.stack, *args, self.autocast, self.smoothing)
         per_output = self.per_output
         if self.single is not None and w is None:
             # One member, unweighted: (mean + penalty / n) * n rows in the
