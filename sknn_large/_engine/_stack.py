@@ -332,9 +332,10 @@ class ParamStack:
         ]
         out_narrow, vad = v.narrow[last], loss.value_and_delta
         index_targets = loss.index_targets
-        # The loss along rows where that is faster (see _LOSS_ROWS).
+        # The loss along rows where faster (_LOSS_ROWS). rounds: a bf16 stack.
         loss_t = out_narrow or (self.theta.is_cpu and self.widths[-1] in _LOSS_ROWS)
         raw_t = outs[last] if out_narrow else acts_t[last]
+        rounds = self.theta.dtype if self.theta.dtype == torch.bfloat16 else None
 
         def run(x, y, scale, masks, smoothing):
             if k == 1:
@@ -354,16 +355,13 @@ class ParamStack:
                     affine(b, inputs[i], w, out=outs[i])
                 if i == last:
                     break
-                if from_input:
-                    fwd(pres[i], acts[i])
-                else:
-                    fwd(acts[i])
+                fwd(pres[i], acts[i]) if from_input else fwd(acts[i])
                 if masks is None:
                     inputs.append(acts[i])
                     inputs_t.append(acts_t[i])
                 else:
-                    # bf16 activations: the float32 product, rounded once.
-                    h = (acts[i] * masks[i]).to(acts[i].dtype)
+                    h = acts[i] * masks[i]
+                    h = h.to(rounds) if rounds else h  # float32 masks: round once
                     inputs.append(h)
                     inputs_t.append(t(h))
             extra = () if smoothing is None else (smoothing,)
@@ -378,6 +376,8 @@ class ParamStack:
             # Scaled here for weighted and unweighted rows alike (not by the
             # products' alpha): unit sample weights then give the same numbers.
             delta = delta.mul_(scale)
+            if rounds:  # a bf16 stack (low_precision_step): round once, scaled
+                delta, delta_t = delta.to(rounds), None
             for narrow, i, one_column, gw, gb, wt, gt, gtt, dh, a in backward:
                 if narrow:
                     mm(t(delta) if delta_t is None else delta_t, inputs[i], out=gt)
@@ -432,25 +432,20 @@ class ParamStack:
         return value.detach()
 
 
-def _rounded_loss(loss: Loss, dtype: torch.dtype, param_dtype: torch.dtype):
-    """``loss`` for outputs in ``dtype``, computed in ``param_dtype``.
+@functools.cache
+def _float_loss(loss: Loss, param_dtype: torch.dtype) -> Loss:
+    """``loss`` computed in ``param_dtype`` from outputs of a lower precision.
 
-    As under autocast, the loss and its delta are computed from the outputs
-    in the parameters' precision, the delta scaled there by the step's row
-    weights (set in the returned one-item list), then rounded to ``dtype``
-    for the backward products. Made once per stack and loss: the step's
-    program cache keeps it, and fits in other threads have their own.
+    As under autocast, the loss and its delta are computed in the parameters'
+    precision; the hand-derived step scales the delta there and rounds it
+    once for the backward products. No state: one object per loss, shared.
     """
-    vad, scale = loss.value_and_delta, [1.0]
+    vad = loss.value_and_delta
 
     def value_and_delta(raw, y, *extra, dim=-1):
-        value, delta = vad(raw.to(param_dtype), y, *extra, dim=dim)
-        rows = scale[0]
-        if dim == -2 and not isinstance(rows, float):
-            rows = rows.transpose(-1, -2)
-        return value, delta.mul_(rows).to(dtype)
+        return vad(raw.to(param_dtype), y, *extra, dim=dim)
 
-    return dataclasses.replace(loss, value_and_delta=value_and_delta), scale
+    return dataclasses.replace(loss, value_and_delta=value_and_delta)
 
 
 def low_precision_step(
@@ -469,31 +464,21 @@ def low_precision_step(
     The numbers autocast gives, without autograd: the inputs, weights and
     biases rounded to ``dtype`` (into a copy of the stack kept between
     steps); every product, activation and layer gradient in ``dtype``; the
-    loss and its weighted delta in the parameters' precision; the gradient
-    written to ``stack.grad`` in the parameters' precision. Dropout masks
-    stay in the parameters' precision (``1 / (1 - p)`` is not exact in
-    bfloat16): a masked activation is their product rounded once, as under
-    autocast.
+    loss and its weighted delta in the parameters' precision, rounded once;
+    the gradient written to ``stack.grad`` in the parameters' precision.
+    Dropout masks stay in the parameters' precision (``1 / (1 - p)`` is not
+    exact in bfloat16): a masked activation is their product rounded once,
+    as under autocast.
     """
-    entry = stack._buffers.get(("low", dtype))
-    if entry is None:
+    low = stack._buffers.get(("low", dtype))
+    if low is None:
         # Ordinary tensors even when the first step runs in inference mode.
         with torch.inference_mode(False):
             low = ParamStack(stack.widths, torch.empty_like(stack.theta, dtype=dtype))
-        entry = stack._buffers[("low", dtype)] = (low, {})
-    low, losses = entry
+        stack._buffers[("low", dtype)] = low
     low.theta.copy_(stack.theta)
-    if loss not in losses:
-        losses[loss] = _rounded_loss(loss, dtype, stack.theta.dtype)
-    rounded, rows = losses[loss]
-    # The hand-derived step takes one member's rows 2-D.
-    rows[0] = scale if isinstance(scale, float) or stack.k > 1 else scale[0]
-    try:
-        value = low.hand_step(
-            x.to(dtype), y, 1.0, activation, rounded, masks, smoothing
-        )
-    finally:
-        rows[0] = 1.0
+    rounded = _float_loss(loss, stack.theta.dtype)
+    value = low.hand_step(x.to(dtype), y, scale, activation, rounded, masks, smoothing)
     stack.grad.copy_(low.grad)
     return value
 
