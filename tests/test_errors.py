@@ -331,3 +331,29 @@ def test_bfloat16_step_is_measured_on_the_fit_network(iris, monkeypatch):
             hidden_layer_sizes=(6, 5), batch_size=32, max_iter=1, precision="bfloat16"
         ).fit(X, y)
     assert seen == [((4, 6, 5, 3), 32)]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "warns"), [(0.5, False), (0.94, False), (0.97, True)]
+)
+def test_bfloat16_within_noise_of_float32_warns(iris, monkeypatch, ratio, warns):
+    # A bf16 step measured within a few per cent of float32's can hide a
+    # slower fit (a step ratio of 0.80-1.01 beside fits 1.08-1.10x slower was
+    # seen): only a step at least 5 % faster trains silently.
+    import warnings
+
+    from sknn_large._estimator import _plan
+
+    monkeypatch.setattr(_plan, "bf16_step_slowdown", lambda widths, batch: ratio)
+    monkeypatch.setattr(_plan, "has_native_bf16", lambda: True)
+    monkeypatch.setattr(_plan, "_warned_bf16", set())
+    X, y = iris
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        LargeMLPClassifier(
+            hidden_layer_sizes=(4,), max_iter=2, precision="bfloat16"
+        ).fit(X, y)
+    said = [str(w.message) for w in seen if "bfloat16" in str(w.message)]
+    assert bool(said) is warns
+    if warns:
+        assert "no faster than float32" in said[0] and f"{ratio:.3g}x" in said[0]

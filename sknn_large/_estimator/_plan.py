@@ -77,33 +77,39 @@ def param_dtypes(est, X) -> tuple[torch.dtype, torch.dtype | None]:
 
 
 _warned_bf16: set[str] = set()
+# A bfloat16 step must take under this share of a float32 one to pass
+# silently: a step ratio within timing noise of 1 (a few per cent, run to
+# run) can hide a slower fit, and target 5 of issue 12 is "never silently
+# slower".
+_BF16_PAYS_BELOW = 0.95
 
 
 def warn_if_bf16_is_slow(
     device: torch.device, autocast, widths: tuple[int, ...], batch_size: int
 ) -> None:
-    """Warn once per process when bfloat16 would slow a CPU fit.
+    """Warn once per process when bfloat16 would not speed a CPU fit up.
 
     A training step of this very network in each precision, timed once, says
-    whether bfloat16 pays here: CPUs without bfloat16 instructions
-    (avx512_bf16, amx_bf16) emulate it, and even with them the casts can cost
-    more than the faster products save.
+    whether bfloat16 pays here (by at least 5 %, beyond timing noise): CPUs
+    without bfloat16 instructions (avx512_bf16, amx_bf16) emulate it, and
+    even with them the casts can cost more than the faster products save.
     """
     if autocast != torch.bfloat16 or device.type != "cpu" or _warned_bf16:
         return
     slowdown = bf16_step_slowdown(widths, batch_size)
-    if slowdown <= 1.0:
+    if slowdown <= _BF16_PAYS_BELOW:
         return
     _warned_bf16.add("cpu")
     why = (
         "this CPU has no native bfloat16 instructions (avx512_bf16, amx_bf16)"
         if not has_native_bf16()
         else "this CPU has bfloat16 instructions, but the casts to and from "
-        "bfloat16 cost more than its faster products save at this network's size"
+        "bfloat16 cost as much as its faster products save at this network's "
+        "size, or more"
     )
     warnings.warn(
-        f"precision='bfloat16' trains slower than float32 here: {why}; a "
-        f"bfloat16 training step of this network measured {slowdown:.1f}x the "
+        f"precision='bfloat16' trains no faster than float32 here: {why}; a "
+        f"bfloat16 training step of this network measured {slowdown:.3g}x the "
         "time of a float32 one. Use precision='float32' (what 'auto' picks); "
         "bfloat16 pays on GPUs and, for wide layers, on CPUs with those "
         "instructions.",
