@@ -148,3 +148,23 @@ def test_bench_gpu_dry_run_covers_every_section(tmp_path):
     assert small["torch loop in a CUDA graph"]["skipped"] == "needs CUDA"
     assert all("tflops" in r for r in result["large"])
     assert result["check"]["passed"]
+
+
+def test_bench_bound_quick_checks_the_cpp_step_and_times_each_piece(tmp_path):
+    # bench_bound.py compiles the hand-derived step's kernels as one C++ call;
+    # it must compute sknn_large's gradient exactly, or its time says nothing.
+    import shutil
+
+    if shutil.which("c++") is None or shutil.which("ninja") is None:
+        pytest.skip("bench_bound.py needs a C++ compiler and ninja")
+    out = tmp_path / "bound.json"
+    stdout = _run("bench_bound.py", "--quick", "--repeats", "1", "--out", str(out))
+    assert stdout.startswith("CPU: ")
+    result = json.loads(out.read_text())
+    assert result["gradient_gap"] <= 1e-5
+    rows = result["rows"]
+    assert list(rows)[-2:] == ["+ penalty and Adam: the whole step", "sknn_large fit"]
+    assert len(rows) == 7
+    assert all(r["paired"] > 0 and len(r["seconds"]) == 1 for r in rows.values())
+    assert "the whole step from C++" in stdout
+    assert "sknn_large's fit over the whole C++ step" in stdout
