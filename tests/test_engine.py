@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
 from sknn_large._engine import _ACTIVATIONS, _LOSSES, _SOLVERS
 from sknn_large._engine import _stack as _stack_module
-from sknn_large._engine._cpu import narrow_products_transposed
+from sknn_large._engine._cpu import narrow_grads_transposed, narrow_products_transposed
 from sknn_large._engine._network import _HAND_ACTIVATIONS
 from sknn_large._engine._stack import ParamStack
 from sknn_large._estimator import _stacked
@@ -109,22 +109,33 @@ def _stack(k, widths, seed=0):
     return ParamStack(widths, theta)
 
 
+# The CPU's layout choices for narrow layers (measured per process), forced:
+# products as written, only weight gradients transposed, or all transposed.
+LAYOUTS = {"written": (False, False), "grads_t": (False, True), "all_t": (True, True)}
+
+
+def _force_layout(monkeypatch, layout):
+    products, grads = LAYOUTS[layout]
+    monkeypatch.setattr(
+        _stack_module, "narrow_products_transposed", lambda *a: products
+    )
+    monkeypatch.setattr(_stack_module, "narrow_grads_transposed", lambda *a: grads)
+
+
 @pytest.mark.parametrize("n_out", [3, 17])
-@pytest.mark.parametrize("transposed", [True, False])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("activation", sorted(_HAND_ACTIVATIONS))
 @pytest.mark.parametrize("loss", sorted(_LOSSES))
 @pytest.mark.parametrize("k", [1, 3])
 def test_hand_derived_step_equals_autograd(
-    activation, loss, k, transposed, n_out, monkeypatch
+    activation, loss, k, layout, n_out, monkeypatch
 ):
     # The hand-derived forward/backward gives autograd's gradients and losses,
     # with sample weights and dropout masks, for one member and for a stack,
-    # with the narrow layers (every one here) multiplied as written or
-    # transposed, whichever this CPU would pick, and an output the loss takes
-    # transposed (3 columns) or as written (17).
-    monkeypatch.setattr(
-        _stack_module, "narrow_products_transposed", lambda *a: transposed
-    )
+    # with the narrow layers (every one here) multiplied in each layout a CPU
+    # may pick, and an output the loss takes transposed (3 columns) or as
+    # written (17).
+    _force_layout(monkeypatch, layout)
     widths = [4, 7, 5, n_out]
     g, x, y, scale = _step_problem(k, 16, widths, loss, 1, torch.float64)
     masks = [
@@ -140,21 +151,19 @@ def test_hand_derived_step_equals_autograd(
 
 
 @pytest.mark.parametrize("dropout", [False, True])
-@pytest.mark.parametrize("transposed", [True, False])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
 @pytest.mark.parametrize("loss", sorted(_LOSSES))
 @pytest.mark.parametrize("k", [1, 3])
 def test_bfloat16_hand_step_equals_autocast(
-    activation, loss, k, transposed, dropout, monkeypatch
+    activation, loss, k, layout, dropout, monkeypatch
 ):
     # The hand-derived bfloat16 step rounds where autocast rounds (inputs,
     # weights, every product and activation; the loss, the row weights and
     # the dropout masks in float32), so it gives autocast's gradients up to
     # the order of bfloat16 sums, far closer than either is to float32; with
     # sample weights, label smoothing and dropout.
-    monkeypatch.setattr(
-        _stack_module, "narrow_products_transposed", lambda *a: transposed
-    )
+    _force_layout(monkeypatch, layout)
     widths, bf16 = [6, 24, 5, 3], torch.bfloat16
     g, x, y, scale = _step_problem(k, 32, widths, loss, 3, torch.float32)
     eps = torch.full((k, 1, 1), 0.1) if _LOSSES[loss].smoothable else None
@@ -368,6 +377,24 @@ def test_narrow_layout_is_measured_per_dtype_and_rank():
             first = narrow_products_transposed(dtype, batched)
             assert isinstance(first, bool)
             assert narrow_products_transposed(dtype, batched) is first
+        first = narrow_grads_transposed(dtype)
+        assert isinstance(first, bool) and narrow_grads_transposed(dtype) is first
+
+
+@pytest.mark.parametrize("n_out", [2, 5, 15])
+def test_transposed_weight_gradient_matches_as_written(n_out, monkeypatch):
+    # A narrow layer's weight gradient computed as (D.T @ X).T and copied back
+    # gives X.T @ D's numbers up to float32's summation order (bit for bit
+    # with MKL on the Intel Xeon of 2026-12-08): the layout changes speed.
+    grads = []
+    for layout in ("written", "grads_t"):
+        _force_layout(monkeypatch, layout)
+        widths = [9, 12, n_out]
+        stack = ParamStack(widths, _stack(1, widths).theta.float())
+        _, x, y, _ = _step_problem(1, 64, widths, "log_loss", 4, torch.float32)
+        stack.hand_step(x, y, 1.0 / 64, "relu", _LOSSES["log_loss"], None)
+        grads.append(stack.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("transposed", [True, False])

@@ -81,3 +81,40 @@ def narrow_products_transposed(
     finally:
         torch.set_num_threads(before)
     return flipped < 0.8 * plain
+
+
+@functools.cache
+def narrow_grads_transposed(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether a narrow layer's weight gradient is faster computed transposed.
+
+    The gradient ``X.T @ D`` of a layer with a handful of outputs (``D`` is
+    ``(B, 2-15)``, ``X`` the layer's ``(B, fan_in)`` input) has the narrow
+    result shape too, but reads ``X`` transposed, and BLAS builds that are
+    fast for the forward product can still be slow here (MKL on an Intel
+    Xeon: 29 us for 256 x 256 x 5 where ``D.T @ X`` and a copy back into
+    ``(fan_in, 5)`` take 11 us). Timed once per process and dtype, on one
+    thread, for one member's products, like :func:`narrow_products_transposed`.
+    """
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 256, generator=g, dtype=dtype)
+    d_t = torch.randn(5, 256, generator=g, dtype=dtype)
+    out = torch.empty(256, 5, dtype=dtype)
+    out_t = torch.empty(5, 256, dtype=dtype)
+
+    def plain() -> None:
+        torch.mm(x.T, d_t.T, out=out)
+
+    def flipped() -> None:
+        torch.mm(d_t, x, out=out_t)
+        out.copy_(out_t.T)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = {}
+        for name, fn in (("plain", plain), ("flipped", flipped)):
+            best_of(fn, 2)
+            times[name] = best_of(fn, 5)
+    finally:
+        torch.set_num_threads(before)
+    return times["flipped"] < 0.8 * times["plain"]

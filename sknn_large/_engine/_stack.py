@@ -24,6 +24,8 @@ the batched ``baddbmm``/``bmm``. On CPUs whose BLAS is slow for results with a
 handful of columns (measured once per process and rank), the layers that
 narrow (an output layer with a few classes; in a stack, one unit too) are
 multiplied transposed, and a one-column input gradient is an outer product.
+Where only a narrow layer's weight gradient is slow as written (measured on
+its own), that product alone is computed transposed and copied back.
 The penalty's gradient and the optimizer update are the same code for both
 paths (:func:`~sknn_large._engine._update.apply_step`).
 """
@@ -41,7 +43,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ._cpu import NARROW, NARROW_BATCHED, narrow_products_transposed
+from ._cpu import (
+    NARROW,
+    NARROW_BATCHED,
+    narrow_grads_transposed,
+    narrow_products_transposed,
+)
 from ._losses import _LOSSES, Loss
 from ._network import _ACTIVATIONS, _HAND_ACTIVATIONS, linear_layers
 
@@ -80,6 +87,9 @@ class _Views(NamedTuple):
     t: Callable[[torch.Tensor], torch.Tensor]
     # Per layer: computed transposed (see :func:`narrow_products_transposed`).
     narrow: list[bool]
+    # Per layer: its weight gradient computed transposed and copied back
+    # (every narrow layer; see :func:`narrow_grads_transposed` for the rest).
+    grad_narrow: list[bool]
 
 
 class ParamStack:
@@ -196,51 +206,13 @@ class ParamStack:
         views = self._buffers.get(("views",))
         if views is not None:
             return views
-        views = self._make_rank_views()
+        views = _rank_views_of(self)
         self._buffers[("views",)] = views
         return views
 
-    # The kept views and buffers are made as ordinary tensors even when the
+    # The kept buffers are made as ordinary tensors even when the
     # first step runs in inference mode (the training loop's on the CPU), so
     # that a later step outside it can still write them.
-    @torch.inference_mode(False)
-    def _make_rank_views(self) -> _Views:
-        t, batched = self.theta, self.k > 1
-        widths = NARROW_BATCHED if batched else NARROW
-        narrow = [
-            t.device.type == "cpu"
-            and fo in widths
-            and narrow_products_transposed(t.dtype, batched)
-            for fo in self.widths[1:]
-        ]
-        if self.k == 1:
-            views = _Views(
-                [w[0] for w in self.W],
-                [w[0].T for w in self.W],
-                [b[0] for b in self.b],
-                [b[0].unsqueeze(1) for b in self.b],
-                [g[0] for g in self.gW],
-                [g[0:1] for g in self.gb],
-                torch.addmm,
-                torch.mm,
-                lambda a: a.T,
-                narrow,
-            )
-        else:
-            views = _Views(
-                self.W,
-                [w.transpose(1, 2) for w in self.W],
-                [b.unsqueeze(1) for b in self.b],
-                [b.unsqueeze(2) for b in self.b],
-                self.gW,
-                [g.unsqueeze(1) for g in self.gb],
-                torch.baddbmm,
-                torch.bmm,
-                lambda a: a.transpose(1, 2),
-                narrow,
-            )
-        return views
-
     @torch.inference_mode(False)
     def _hand_buffers(self, k: int, bsz: int, from_input: bool = False):
         """The hand-derived step's buffers for ``k`` members, ``bsz`` rows.
@@ -280,7 +252,7 @@ class ParamStack:
         dhs = [new(*m, bsz, fi) for fi, _ in pairs[1:]]
         grads_t = [
             new(*m, fo, fi) if nar else None
-            for (fi, fo), nar in zip(pairs, v.narrow, strict=True)
+            for (fi, fo), nar in zip(pairs, v.grad_narrow, strict=True)
         ]
         grads_tt = [None if g is None else v.t(g) for g in grads_t]
         # Bias gradients as products with ones, not sums: a (K, B, n) sum
@@ -325,10 +297,11 @@ class ParamStack:
             (True, v.bT[i], v.WT[i]) if v.narrow[i] else (False, v.b[i], v.W[i])
             for i in range(last + 1)
         ]
-        # Per layer, backward, last first: whether it is narrow, its index,
-        # whether its output has one column, its gradient views and buffers.
+        # Per layer, backward, last first: whether its weight gradient is
+        # computed transposed, its index, whether its output has one column,
+        # its gradient views and buffers.
         backward = [
-            (v.narrow[i], i, self.widths[i + 1] == 1, v.gW[i], v.gb[i], v.WT[i])
+            (v.grad_narrow[i], i, self.widths[i + 1] == 1, v.gW[i], v.gb[i], v.WT[i])
             + (grads_t[i], grads_tt[i], dhs[i - 1] if i else None, pres[i - 1])
             for i in range(last, -1, -1)
         ]
@@ -380,8 +353,8 @@ class ParamStack:
             delta = delta.mul_(scale)
             if rounds:  # a bf16 stack (low_precision_step): round once, scaled
                 delta, delta_t = delta.to(rounds), None
-            for narrow, i, one_column, gw, gb, wt, gt, gtt, dh, a in backward:
-                if narrow:
+            for grad_t, i, one_column, gw, gb, wt, gt, gtt, dh, a in backward:
+                if grad_t:
                     mm(t(delta) if delta_t is None else delta_t, inputs[i], out=gt)
                     gw.copy_(gtt)
                 else:
@@ -432,6 +405,62 @@ class ParamStack:
         for leaf, g in zip(leaves, (*self.gW, *self.gb), strict=True):
             g.copy_(leaf.grad)
         return value.detach()
+
+
+@torch.inference_mode(False)
+def _rank_views_of(stack: ParamStack) -> _Views:
+    """Build what :meth:`ParamStack._rank_views` keeps, as ordinary tensors.
+
+    Even when the first step runs in inference mode (the training loop's on
+    the CPU), so that a later step outside it can still write them.
+    """
+    t, batched = stack.theta, stack.k > 1
+    widths = NARROW_BATCHED if batched else NARROW
+    narrow = [
+        t.device.type == "cpu"
+        and fo in widths
+        and narrow_products_transposed(t.dtype, batched)
+        for fo in stack.widths[1:]
+    ]
+    grad_narrow = [
+        nar
+        or (
+            t.device.type == "cpu"
+            and not batched
+            and fo in widths
+            and narrow_grads_transposed(t.dtype)
+        )
+        for nar, fo in zip(narrow, stack.widths[1:], strict=True)
+    ]
+    if stack.k == 1:
+        views = _Views(
+            [w[0] for w in stack.W],
+            [w[0].T for w in stack.W],
+            [b[0] for b in stack.b],
+            [b[0].unsqueeze(1) for b in stack.b],
+            [g[0] for g in stack.gW],
+            [g[0:1] for g in stack.gb],
+            torch.addmm,
+            torch.mm,
+            lambda a: a.T,
+            narrow,
+            grad_narrow,
+        )
+    else:
+        views = _Views(
+            stack.W,
+            [w.transpose(1, 2) for w in stack.W],
+            [b.unsqueeze(1) for b in stack.b],
+            [b.unsqueeze(2) for b in stack.b],
+            stack.gW,
+            [g.unsqueeze(1) for g in stack.gb],
+            torch.baddbmm,
+            torch.bmm,
+            lambda a: a.transpose(1, 2),
+            narrow,
+            grad_narrow,
+        )
+    return views
 
 
 @functools.cache
