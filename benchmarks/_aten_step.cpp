@@ -23,15 +23,22 @@ void epoch(const Tensor& X, const Tensor& y, const Tensor& perm, int64_t batch,
            const std::vector<Tensor>& W, const std::vector<Tensor>& b,
            std::vector<Tensor> gW, std::vector<Tensor> gb,
            const std::vector<Tensor>& adam_w, const std::vector<Tensor>& adam_b,
-           const Tensor& step, double lr, double alpha, int64_t parts) {
+           const Tensor& step, double lr, double alpha, int64_t parts,
+           const std::vector<int64_t>& narrow,
+           const std::vector<int64_t>& grad_narrow) {
   const bool gather = parts & 1, act = parts & 2, loss = parts & 4,
              bias = parts & 8, update = parts & 16;
   const int64_t n_layers = static_cast<int64_t>(W.size());
   const auto opts = X.options();
-  std::vector<Tensor> outs, dhs;
+  // A narrow layer's output is held (fo, batch) and its weight gradient
+  // computed (fo, fi) then copied back, as sknn_large's step does.
+  std::vector<Tensor> outs, dhs, grads_t;
   for (int64_t i = 0; i < n_layers; ++i) {
-    outs.push_back(at::zeros({batch, W[i].size(1)}, opts));
-    if (i + 1 < n_layers) dhs.push_back(at::zeros({batch, W[i].size(1)}, opts));
+    const int64_t fi = W[i].size(0), fo = W[i].size(1);
+    outs.push_back(narrow[i] ? at::zeros({fo, batch}, opts)
+                             : at::zeros({batch, fo}, opts));
+    grads_t.push_back(grad_narrow[i] ? at::zeros({fo, fi}, opts) : Tensor());
+    if (i + 1 < n_layers) dhs.push_back(at::zeros({batch, fo}, opts));
   }
   Tensor xb = at::zeros({batch, X.size(1)}, opts);
   Tensor yb = at::zeros({batch}, y.options());
@@ -40,7 +47,9 @@ void epoch(const Tensor& X, const Tensor& y, const Tensor& perm, int64_t batch,
   for (int64_t start = 0; start < perm.size(0); start += batch) {
     // The last batch may be short: views of the first rows of each buffer.
     const int64_t rows = std::min(batch, perm.size(0) - start);
-    auto cut = [rows](const Tensor& t) { return t.narrow(0, 0, rows); };
+    auto cut = [rows](const Tensor& t, int64_t dim = 0) {
+      return t.narrow(dim, 0, rows);
+    };
     Tensor x_rows = cut(xb), y_rows = cut(yb), ones_rows = ones.narrow(1, 0, rows);
     if (gather) {
       const Tensor idx = perm.narrow(0, start, rows);
@@ -50,8 +59,14 @@ void epoch(const Tensor& X, const Tensor& y, const Tensor& perm, int64_t batch,
     std::vector<Tensor> acts;
     Tensor h = x_rows;
     for (int64_t i = 0; i < n_layers; ++i) {
-      acts.push_back(cut(outs[i]));
-      at::addmm_out(acts[i], b[i], h, W[i]);
+      if (narrow[i]) {
+        Tensor out_t = cut(outs[i], 1);
+        at::addmm_out(out_t, b[i].unsqueeze(1), W[i].t(), h.t());
+        acts.push_back(out_t.t());
+      } else {
+        acts.push_back(cut(outs[i]));
+        at::addmm_out(acts[i], b[i], h, W[i]);
+      }
       if (act && i + 1 < n_layers) acts[i].relu_();
       h = acts[i];
     }
@@ -65,7 +80,13 @@ void epoch(const Tensor& X, const Tensor& y, const Tensor& perm, int64_t batch,
       d.mul_(1.0 / static_cast<double>(rows));
     }
     for (int64_t i = n_layers - 1; i >= 0; --i) {
-      at::mm_out(gW[i], i ? acts[i - 1].t() : x_rows.t(), d);
+      const Tensor& input = i ? acts[i - 1] : x_rows;
+      if (grad_narrow[i]) {
+        at::mm_out(grads_t[i], d.t(), input);
+        gW[i].copy_(grads_t[i].t());
+      } else {
+        at::mm_out(gW[i], input.t(), d);
+      }
       if (bias) at::mm_out(gb[i], ones_rows, d);
       if (i == 0) break;
       Tensor dh = cut(dhs[i - 1]);

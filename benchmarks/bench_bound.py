@@ -116,12 +116,14 @@ class AtenStep:
     def epoch(self, parts: int, perm: torch.Tensor, lr: float) -> None:
         """One pass over the rows of ``perm`` (whole batches) with ``parts``."""
         st, b = self.stack, self.sizes.batch_size
+        views = st._rank_views()  # the layouts sknn_large's step takes here
         self.module.epoch(
             self.X, self.y, perm, b,
             [w[0] for w in st.W], [c[0] for c in st.b],
             [g[0] for g in st.gW], [g[0:1] for g in st.gb],
             self.adam_w, self.adam_b, self.count,
             lr, self.sizes.alpha, parts,
+            [int(n) for n in views.narrow], [int(n) for n in views.grad_narrow],
         )  # fmt: skip
 
     def fit(self, parts: int) -> float:
