@@ -1,5 +1,6 @@
 """Training behaviour: penalties, dropout, solvers, activations, reproducibility."""
 
+import math
 import warnings
 
 import numpy as np
@@ -112,6 +113,37 @@ def test_dropout_masks_keep_each_unit_with_probability_1_minus_p(iris, monkeypat
     assert torch.allclose(values[kept], torch.tensor(1 / 0.7))
     assert abs(kept.float().mean().item() - 0.7) < 0.01  # 10 standard errors
     assert abs(values.mean().item() - 1.0) < 0.015
+
+
+@pytest.mark.parametrize("p", [0.1, 1 / 3, 0.5, 0.99])
+def test_dropout_bits_keep_each_unit_with_probability_1_minus_p(p):
+    # 32 random bits a unit (two to a 64-bit word): each unit kept with
+    # probability 1 - p, and the two units of a word independently.
+    from sknn_large._engine._dropout import keep_units_
+
+    gen = torch.Generator().manual_seed(1)
+    out = keep_units_(torch.empty(2000, 2000), p, gen)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    q, n = 1 - p, out.numel()
+    assert abs(out.mean().item() - q) < 5 * math.sqrt(p * q / n)
+    pairs = out.view(-1, 2)
+    both = (pairs[:, 0] * pairs[:, 1]).mean().item()
+    assert abs(both - q * q) < 5 * math.sqrt(q * q * (1 - q * q) / pairs.shape[0])
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 2.0**-32, 1 - 2.0**-33])
+def test_dropout_bits_cut_exactly_at_p(p):
+    # U = c / 2**32 is kept exactly when U >= p: c = ceil(p * 2**32) is the
+    # first kept value, the one below it dropped, and nothing ever reaches a
+    # p within 2**-32 of 1.
+    from sknn_large._engine._dropout import keep_from_bits_
+
+    cut = math.ceil(p * 2.0**32)
+    values = [c for c in (cut - 1, cut) if 0 <= c < 2**32]
+    bits = torch.tensor([c - 2**31 for c in values], dtype=torch.int32)
+    out = keep_from_bits_(torch.empty(len(values)), bits, p)
+    assert out.tolist() == [float(c / 2**32 >= p) for c in values]
+    assert out.tolist()[-1] == (1.0 if cut < 2**32 else 0.0)
 
 
 def test_dropout_rejected_with_lbfgs(iris):
