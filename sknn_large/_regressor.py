@@ -117,7 +117,7 @@ class LargeMLPRegressor(RegressorMixin, BaseLargeMLP):
         scikit-learn's arithmetic; 'bfloat16' keeps float32 weights and runs the
         matrix products in bfloat16, rounding as autocast does (fast on recent
         GPUs, and on CPUs with AMX for wide layers; changes results slightly;
-        a CPU fit warns when it measures bfloat16 slower).
+        a CPU fit warns unless it measures bfloat16 at least 5 % faster).
     cuda_graphs : bool, default=False
         Capture the training step in a CUDA graph and replay it, when training
         on a CUDA device with a stochastic solver (ignored elsewhere). Small

@@ -211,6 +211,8 @@ class _Trainer:
         self.has_l1 = any(r["l1"] > 0 for r in rows)
         self.dropout = [m.cfg.dropout for m in self.members]
         self.has_dropout = any(p > 0 for p in self.dropout)
+        # Every member drops units: a mask needs no fill of ones first.
+        self.dropout_everywhere = all(p > 0 for p in self.dropout)
         self.shared = shared_update(self, rows)
 
     def update_lr(self) -> None:
@@ -248,7 +250,7 @@ class _Trainer:
         t = self.stack.theta
         # Ones where no unit is dropped (a member without dropout, rows past
         # a member's count); no fill where every row gets a mask.
-        full = counts is None and all(p > 0 for p in self.dropout)
+        full = counts is None and self.dropout_everywhere
         make = torch.empty if full else torch.ones
         masks = []
         for width in self.stack.widths[1:-1]:
@@ -257,15 +259,7 @@ class _Trainer:
                 p = self.dropout[i]
                 n = bsz if counts is None else int(counts[i])
                 if p > 0 and n > 0:
-                    # Kept where a uniform draw is at least p: bernoulli_
-                    # draws the same law at twice the cost (256 x 256: 400
-                    # against 190 us a mask, and a step draws one a layer);
-                    # on the CPU, as 32-bit integers (_dropout: 0.77x).
-                    row = mask[i, :n]
-                    if t.is_cpu:
-                        keep_units_(row, p, m.dropout_gen)
-                    else:
-                        torch.ge(row.uniform_(generator=m.dropout_gen), p, out=row)
+                    row = keep_units_(mask[i, :n], p, m.dropout_gen)
                     row.div_(1 - p)
             masks.append(mask)
         return masks

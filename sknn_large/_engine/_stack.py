@@ -577,12 +577,9 @@ def bf16_step_slowdown(widths: tuple[int, ...], batch_size: int) -> float:
     step = max(run(fp32, 2), run(bf16, 2)) / 2
     steps = min(10, max(2, int(0.01 / max(step, 1e-9))))
     run(fp32, steps), run(bf16, steps)
-    ratios = []
+    times: dict[Callable[[], None], list[float]] = {fp32: [], bf16: []}
     for r in range(6):  # each precision first in half the rounds
-        if r % 2:
-            low = run(bf16, steps)
-            ratios.append(low / run(fp32, steps))
-        else:
-            full = run(fp32, steps)
-            ratios.append(run(bf16, steps) / full)
+        for fn in (fp32, bf16) if r % 2 == 0 else (bf16, fp32):
+            times[fn].append(run(fn, steps))
+    ratios = [b / f for b, f in zip(times[bf16], times[fp32], strict=True)]
     return statistics.median(ratios)
