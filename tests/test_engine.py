@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sknn_large import LargeMLPClassifier, LargeMLPRegressor
 from sknn_large._engine import _ACTIVATIONS, _LOSSES, _SOLVERS
 from sknn_large._engine import _stack as _stack_module
+from sknn_large._engine import _steps as _steps_module
 from sknn_large._engine._cpu import narrow_grads_transposed, narrow_products_transposed
 from sknn_large._engine._network import _HAND_ACTIVATIONS
 from sknn_large._engine._stack import ParamStack
@@ -171,7 +172,7 @@ def test_bfloat16_hand_step_equals_autocast(
     masks = masks if dropout else None
     theta = 0.5 * _stack(k, widths).theta.float()
     hand, auto, exact = (ParamStack(widths, theta.clone()) for _ in range(3))
-    v1 = _stack_module.low_precision_step(
+    v1 = _steps_module.low_precision_step(
         hand, x, y, scale, activation, _LOSSES[loss], masks, bf16, eps
     )
     v2 = auto.autograd_step(x, y, scale, activation, _LOSSES[loss], masks, bf16, eps)
@@ -206,7 +207,7 @@ def test_bfloat16_copy_is_kept_per_stack():
     copies = []
     for st in stacks:
         for _ in range(2):
-            _stack_module.low_precision_step(st, x, y, scale, "relu", loss, None, bf16)
+            _steps_module.low_precision_step(st, x, y, scale, "relu", loss, None, bf16)
             copies.append(st._buffers[("low", bf16)])
     assert copies[0] is copies[1] and copies[2] is copies[3]
     assert copies[0] is not copies[2]

@@ -294,7 +294,7 @@ def test_bfloat16_step_is_measured_on_the_fit_network(iris, monkeypatch):
     # The warning's ratio is a real step of the fit's own network (widths and
     # batch size), timed once per shape; a CPU with bf16 instructions whose
     # bf16 step is still slower says so (not "no native instructions").
-    from sknn_large._engine._stack import bf16_step_slowdown
+    from sknn_large._engine._steps import bf16_step_slowdown
     from sknn_large._estimator import _plan
 
     ratio = bf16_step_slowdown((4, 8, 3), 16)

@@ -13,7 +13,6 @@ losses), hyper-parameters such as the learning rate live in device tensors
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from ._capture import CudaGraphs, GraphedStep
 from ._config import TrainConfig, TrainState
 from ._dropout import keep_units_
 from ._losses import _LOSSES
-from ._network import _HAND_ACTIVATIONS
 from ._optstate import from_torch_state, to_torch_state
 from ._solvers import (
     _BATCH_SCHEDULES,
@@ -35,7 +33,8 @@ from ._solvers import (
     schedule_factor,
     split_for_l2,
 )
-from ._stack import ParamStack, flat_to_module, low_precision_step
+from ._stack import ParamStack, flat_to_module
+from ._steps import data_step, uses_hand_step, without_autograd
 from ._threads import TrainingThreads
 from ._update import apply_one, apply_step, per_member, shared_update
 from ._validation import Validation, measure_held_out
@@ -150,12 +149,8 @@ class _Trainer:
                     buf[k].copy_(b[name])
         self.steps = torch.tensor([[s] for _, s in saved], device=device, dtype=dtype)
         self._set_hyper()
-        # bfloat16 takes the hand-derived step on the CPU (see
-        # low_precision_step); on a GPU, autocast through autograd.
-        self.hand = (
-            cfg.activation in _HAND_ACTIVATIONS
-            and self.loss.value_and_delta is not None
-            and (cfg.autocast_dtype is None or self.on_cpu)
+        self.hand = uses_hand_step(
+            cfg.activation, self.loss, cfg.autocast_dtype, self.on_cpu
         )
 
     def _set_hyper(self) -> None:
@@ -274,13 +269,18 @@ class _Trainer:
             n = w.sum(dim=1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
             scale = (w / n).unsqueeze(-1)
         masks = self._masks(k, bsz, counts)
-        args = (x, y, scale, self.activation, self.loss, masks)
-        if not self.hand:
-            value = self.stack.autograd_step(*args, self.autocast, self.smoothing)
-        elif self.autocast is None:
-            value = self.stack.hand_step(*args, self.smoothing)
-        else:
-            value = low_precision_step(self.stack, *args, self.autocast, self.smoothing)
+        value = data_step(
+            self.stack,
+            self.hand,
+            self.autocast,
+            x,
+            y,
+            scale,
+            self.activation,
+            self.loss,
+            masks,
+            self.smoothing,
+        )
         per_output = self.per_output
         if self.single is not None and w is None:
             # One member, unweighted: (mean + penalty / n) * n rows in the
@@ -451,21 +451,6 @@ def _after_epoch(tr: _Trainer, k: int, loss: float, feed, held) -> bool:
     return False
 
 
-def _without_autograd(tr: _Trainer):
-    """Inference mode around the hand-derived step's batches on the CPU.
-
-    That step records nothing for autograd, and inference mode skips the
-    per-call bookkeeping autograd does anyway: about 0.4 us of a call's 2-3 us
-    (a hand-derived step of a tiny network, 33 calls: 52 us against 66 us).
-    Not for the autograd path, which needs its graph, nor around CUDA graph
-    capture. Buffers the step keeps between epochs are made outside it (see
-    ``ParamStack._hand_buffers``), so they stay usable outside.
-    """
-    if tr.hand and tr.on_cpu:
-        return torch.inference_mode()
-    return contextlib.nullcontext()
-
-
 def _epoch(tr: _Trainer, step, feed) -> None:
     """Train every member one epoch, then retire those that stop."""
     for m in tr.members:
@@ -473,7 +458,7 @@ def _epoch(tr: _Trainer, step, feed) -> None:
             m.on_epoch_begin(m.state)
     last_good = tr.stack.theta.clone()
     try:
-        with _without_autograd(tr):
+        with without_autograd(tr.hand, tr.on_cpu):
             losses = _run_epoch(tr, step, feed)
     except KeyboardInterrupt:
         tr.stack.theta.copy_(last_good)

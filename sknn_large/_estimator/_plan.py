@@ -42,7 +42,7 @@ from .._engine import (
     init_glorot_,
 )
 from .._engine._cpu import has_native_bf16
-from .._engine._stack import bf16_step_slowdown
+from .._engine._steps import bf16_step_slowdown
 from .._parallel import worker_device
 from ._inputs import hidden_sizes
 
