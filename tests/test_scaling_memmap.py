@@ -172,6 +172,34 @@ def test_streaming_equals_resident_without_shuffle(
     assert in_ram.loss_curve_ == streamed.loss_curve_
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lbfgs_streamed_in_chunks_equals_resident(tmp_path, small_chunks):
+    # L-BFGS sums the chunks' losses and gradients into the whole set's, so a
+    # memmap read in 100-row chunks trains as the array held whole, to the
+    # rounding of a different summation order (float64).
+    rng = np.random.RandomState(0)
+    X = rng.rand(600, 5)
+    y = X @ rng.rand(5) + 0.1 * rng.rand(600)
+    X_mm = _save(tmp_path / "x.npy", X)
+    params = dict(
+        hidden_layer_sizes=(7,),
+        solver="lbfgs",
+        alpha=0.01,
+        max_iter=15,
+        random_state=0,
+    )
+    in_ram = LargeMLPRegressor(**params).fit(X, y)
+    streamed = LargeMLPRegressor(**params).fit(X_mm, y)
+    assert streamed.n_iter_ == in_ram.n_iter_ == 15
+    assert streamed.loss_ == pytest.approx(in_ram.loss_, rel=1e-10)
+    for a, b in zip(
+        in_ram.coefs_ + in_ram.intercepts_,
+        streamed.coefs_ + streamed.intercepts_,
+        strict=True,
+    ):
+        np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
+
+
 @linux_only
 def test_release_rows_returns_pages(tmp_path):
     # Reading a mapped block maps its pages; releasing them takes them out of

@@ -58,6 +58,126 @@ def test_penalty_formula(penalty, expected, digits_binary):
     assert clf.loss_ == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lbfgs_sample_weights_equal_repeated_rows(iris):
+    # Full-batch L-BFGS is deterministic: weighting a row by 2 is training on
+    # it twice, the penalty included (both divide by the same total).
+    X, y = iris
+    counts = np.random.RandomState(0).randint(1, 4, len(X))
+    kw = dict(
+        hidden_layer_sizes=(6,),
+        solver="lbfgs",
+        alpha=0.1,
+        max_iter=25,
+        precision="float64",
+        random_state=0,
+    )
+    weighted = LargeMLPClassifier(**kw).fit(X, y, sample_weight=counts)
+    repeated = LargeMLPClassifier(**kw).fit(
+        np.repeat(X, counts, axis=0), np.repeat(y, counts)
+    )
+    assert weighted.n_iter_ == repeated.n_iter_
+    assert weighted.loss_ == pytest.approx(repeated.loss_, rel=1e-9)
+    for a, b in zip(
+        weighted.coefs_ + weighted.intercepts_,
+        repeated.coefs_ + repeated.intercepts_,
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("penalty", ["l2", "elasticnet"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_hand_step_equals_autograd(penalty, weighted, iris, monkeypatch):
+    # L-BFGS takes the stochastic loop's step: the hand-derived one where it
+    # covers the network, autograd's elsewhere. Both give SciPy the same
+    # loss and gradient at any point (compared as functions: over a fit,
+    # L-BFGS's line search grows 1e-16 differences to 1e-7 on unscaled iris),
+    # and that gradient is the value's, penalty included (central differences).
+    from sknn_large._engine import _lbfgs
+
+    X, y = iris
+    made = []
+
+    def keep(*args):
+        made.append(args)
+        return loss_and_grad(*args)
+
+    loss_and_grad = _lbfgs._loss_and_grad
+    monkeypatch.setattr(_lbfgs, "_loss_and_grad", keep)
+    w = np.random.RandomState(0).rand(len(X)) if weighted else None
+    LargeMLPClassifier(
+        hidden_layer_sizes=(8, 5),
+        solver="lbfgs",
+        alpha=0.05,
+        penalty=penalty,
+        max_iter=2,
+        precision="float64",
+        random_state=0,
+    ).fit(X, y, sample_weight=w)
+    hand = loss_and_grad(*made[0])
+    monkeypatch.setattr(_lbfgs, "uses_hand_step", lambda *args: False)
+    autograd = loss_and_grad(*made[0])
+    stack = made[0][0]
+    rng = np.random.RandomState(1)
+    for _ in range(3):
+        theta = rng.randn(stack.n_params)
+        value, grad = hand(theta)
+        want_value, want_grad = autograd(theta)
+        assert value == pytest.approx(want_value, rel=1e-12)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-13)
+    step = 1e-6
+    for i in rng.choice(stack.n_params, 12, replace=False):
+        e = np.zeros(stack.n_params)
+        e[i] = step
+        slope = (hand(theta + e)[0] - hand(theta - e)[0]) / (2 * step)
+        assert grad[i] == pytest.approx(slope, rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_lbfgs_runs_scipy_blas_on_one_thread_while_cores_are_busy(
+    busy, iris, monkeypatch
+):
+    # SciPy's BLAS threads only spin during L-BFGS-B: while another process
+    # is busy they are held to one; on a quiet machine they are left alone
+    # and the BLAS libraries not even looked up (14 ms for a first fit).
+    from threadpoolctl import threadpool_info
+
+    from sknn_large._engine import _lbfgs, _threads
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(_threads, "_runnable_others", lambda: 1 if busy else 0)
+    looked_up, seen = [], []
+    controller, loss_and_grad = _lbfgs._blas_controller, _lbfgs._loss_and_grad
+
+    def lookup():
+        looked_up.append(True)
+        return controller()
+
+    def watched(*args):
+        fun = loss_and_grad(*args)
+
+        def call(theta):
+            seen.append(blas_threads())
+            return fun(theta)
+
+        return call
+
+    monkeypatch.setattr(_lbfgs, "_blas_controller", lookup)
+    monkeypatch.setattr(_lbfgs, "_loss_and_grad", watched)
+    before = blas_threads()
+    X, y = iris
+    LargeMLPClassifier(solver="lbfgs", max_iter=3, random_state=0).fit(X, y)
+    assert before and seen
+    assert looked_up == ([True] if busy else [])
+    assert all(s == ([1] * len(before) if busy else before) for s in seen)
+    assert blas_threads() == before
+
+
 def test_l1_gives_sparser_weights_than_l2(digits_binary):
     # L1 drives many weights to (near) zero where L2 only shrinks them.
     X, y = digits_binary

@@ -2,83 +2,125 @@
 
 The one stochastic loop (``_loop.train``) does not fit a solver that asks for
 the loss and gradient of the whole data set at SciPy's chosen points; this
-module is that solver's ``train``. The engine runs it member by member.
+module is that solver's ``train``. The engine runs it member by member, and
+each loss and gradient comes from the same step as the stochastic loop's
+(:func:`~._steps.data_step` on a one-member :class:`~._stack.ParamStack`),
+over the parameters in scikit-learn's packing order: every weight matrix,
+then every bias.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
+import os
+
 import numpy as np
 import scipy.optimize
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from torch import nn
 
 from ._config import TrainConfig, TrainState
 from ._losses import _LOSSES
-from ._network import linear_layers
 from ._solvers import l1_strength, l2_strength
-from ._stack import _autocast
-from ._threads import threads_for
+from ._stack import ParamStack, flat_to_module
+from ._steps import data_step, uses_hand_step, without_autograd
+from ._threads import idle_cores, threads_for
 
 
-def penalty(weights, cfg: TrainConfig) -> torch.Tensor | None:
-    """``l2 / 2 * sum(W**2) + l1 * sum(|W|)`` over the weights, or None."""
-    l2, l1 = l2_strength(cfg), l1_strength(cfg)
-    if l2 == 0.0 and l1 == 0.0:
-        return None
-    total = 0.0
-    for w in weights:
-        if l2:
-            total = total + 0.5 * l2 * w.square().sum()
-        if l1:
-            total = total + l1 * w.abs().sum()
-    return total
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    # Finding the loaded BLAS libraries takes 2-14 ms: once per process, not
+    # once per fit (SciPy's and NumPy's are loaded by the imports above).
+    return ThreadpoolController()
 
 
-def _flat_params(module: nn.Module) -> list[nn.Parameter]:
-    return list(module.parameters())
+def _scipy_blas_threads():
+    """SciPy's BLAS on one thread while another process is busy here.
+
+    L-BFGS-B works on one parameter vector per call, and its BLAS threads
+    only spin: with one busy process on a 2-core machine a 40-row fit took
+    3.5 s against 0.54 s on one thread (2026-12-02), five fits 0.05-0.16 s
+    against 0.035 s (2026-12-08). On a quiet machine the thread count makes
+    no difference (0.032-0.035 s against 0.031-0.033 s), so a first small
+    fit does not pay for finding the BLAS libraries (14 ms).
+    """
+    cores = os.cpu_count() or 1
+    if idle_cores(cores) >= cores:
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
-def _full_batch_loss_grad(module: nn.Module, feed, cfg: TrainConfig):
-    """Loss and gradient over the whole data set, accumulated chunk by chunk."""
-    module.zero_grad(set_to_none=False)
-    params = _flat_params(module)
-    weight_total = feed.n_samples if feed.w is None else float(feed.w.sum())
+def _loss_and_grad(stack: ParamStack, feed, cfg: TrainConfig):
+    """``fun(theta) -> (loss, gradient)`` over the whole data set, for SciPy.
+
+    The value and gradient of one function, the reported loss: the data loss
+    averaged over the sample weights (and, for the regression losses, over
+    the outputs), plus the penalty over the same total. SciPy calls it a
+    few dozen times in a small fit, so what does not change between calls
+    (views, scales, a data set held whole) is prepared here once.
+    """
+    theta, grad = stack.theta[0], stack.grad[0]
+    on_cpu = theta.device.type == "cpu"
     loss = _LOSSES[cfg.loss]
-    total = 0.0
+    hand = uses_hand_step(cfg.activation, loss, cfg.autocast_dtype, on_cpu)
+    weight_total = feed.n_samples if feed.w is None else float(feed.w.sum())
+    per_output = 1.0 / stack.widths[-1] if loss.divide_by_outputs else 1.0
+    per_row = per_output / weight_total
     smoothing = None
-    for x, y, w in feed.chunks():
-        with _autocast(x.device, cfg.autocast_dtype):
-            raw = module(x)
-        raw = raw.to(x.dtype)
-        if cfg.label_smoothing and smoothing is None:
-            smoothing = torch.full(
-                (1, 1), cfg.label_smoothing, device=raw.device, dtype=raw.dtype
-            )
-        per_sample = loss.values(raw, y, smoothing)
-        if loss.divide_by_outputs:
-            # L-BFGS needs the value and gradient of one function: the reported one.
-            per_sample = per_sample / raw.shape[1]
-        summed = per_sample.sum() if w is None else (per_sample * w).sum()
-        part = summed / weight_total
-        part.backward()
-        total += float(part.detach())
-    pen = penalty([layer.weight for layer in linear_layers(module)], cfg)
-    if pen is not None:
-        (pen / weight_total).backward()
-        total += float(pen.detach()) / weight_total
-    grad = torch.cat([p.grad.reshape(-1) for p in params])
-    return total, grad.detach().cpu().double().numpy()
+    if cfg.label_smoothing:
+        smoothing = torch.full(
+            (1, 1, 1), cfg.label_smoothing, device=theta.device, dtype=theta.dtype
+        )
+    l2, l1 = l2_strength(cfg) / weight_total, l1_strength(cfg) / weight_total
+    weights = theta[: stack.n_weights]
 
+    def prepared(chunks):
+        for x, y, w in chunks:
+            scale = per_row if w is None else (w * per_row).view(1, -1, 1)
+            yield x.unsqueeze(0), y.unsqueeze(0), scale, w
 
-@torch.no_grad()
-def _load_flat(module: nn.Module, theta: np.ndarray) -> None:
-    offset = 0
-    for p in _flat_params(module):
-        n = p.numel()
-        chunk = torch.from_numpy(theta[offset : offset + n]).reshape(p.shape)
-        p.copy_(chunk)
-        offset += n
+    # A data set read in one chunk (held whole) is prepared once; streamed
+    # chunks are read anew at every call, their gradients summed in ``total``.
+    chunks = list(itertools.islice(feed.chunks(), 2))
+    whole = list(prepared(chunks)) if len(chunks) == 1 else None
+    total = grad if whole is not None else torch.empty_like(grad)
+    total_weights = total[: stack.n_weights]
+
+    def fun(flat: np.ndarray):
+        theta.copy_(torch.from_numpy(flat))
+        value = 0.0
+        with without_autograd(hand, on_cpu):
+            parts = whole if whole is not None else prepared(feed.chunks())
+            for i, (x, y, scale, w) in enumerate(parts):
+                per_sample = data_step(
+                    stack,
+                    hand,
+                    cfg.autocast_dtype,
+                    x,
+                    y,
+                    scale,
+                    cfg.activation,
+                    loss,
+                    None,
+                    smoothing,
+                )
+                value += float(per_sample.sum() if w is None else per_sample[0].dot(w))
+                if total is not grad:
+                    total.copy_(grad) if i == 0 else total.add_(grad)
+            value *= per_row
+            if l2:
+                value += 0.5 * l2 * float(weights.dot(weights))
+                total_weights.add_(weights, alpha=l2)
+            if l1:
+                value += l1 * float(weights.abs().sum())
+                total_weights.add_(weights.sign(), alpha=l1)
+            # A copy: SciPy keeps it, and ``total`` is rewritten by the next call.
+            return value, total.cpu().numpy().astype(np.float64)
+
+    return fun
 
 
 def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
@@ -89,13 +131,11 @@ def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
     evaluations and ``tol`` is the projected-gradient tolerance.
     """
     module.train()
-    theta0 = torch.cat([p.detach().reshape(-1) for p in _flat_params(module)])
-    theta0 = theta0.cpu().double().numpy()
+    start = next(module.parameters())
+    stack = ParamStack.from_modules([module], start.device, start.dtype)
+    theta0 = stack.theta[0].cpu().double().numpy()
+    fun = _loss_and_grad(stack, feed, cfg)
     curve: list[float] = []
-
-    def fun(theta):
-        _load_flat(module, theta)
-        return _full_batch_loss_grad(module, feed, cfg)
 
     def callback(intermediate_result):
         curve.append(float(intermediate_result.fun))
@@ -103,10 +143,7 @@ def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
             print("Iteration %d, loss = %.8f" % (len(curve), curve[-1]))
 
     try:
-        # SciPy's L-BFGS-B works on one parameter vector per call: its BLAS
-        # threads only spin (measured 3.5 s against 0.54 s for a 40-row fit
-        # on a busy 2-core machine), so it runs single-threaded.
-        with threads_for(module, feed.n_samples), threadpool_limits(1, "blas"):
+        with threads_for(module, feed.n_samples), _scipy_blas_threads():
             res = scipy.optimize.minimize(
                 fun,
                 theta0,
@@ -124,7 +161,7 @@ def train_lbfgs(module: nn.Module, feed, cfg: TrainConfig, state: TrainState):
     except KeyboardInterrupt:
         state.interrupted = True
         theta, value, status, message, nit = theta0, float("nan"), 0, "", len(curve)
-    _load_flat(module, theta)
+    flat_to_module(torch.from_numpy(theta).to(stack.theta), module)
     state.n_iter = min(int(nit), cfg.max_iter)
     state.loss = float(value)
     state.loss_curve.extend(curve)
