@@ -135,16 +135,23 @@ def test_lbfgs_hand_step_equals_autograd(penalty, weighted, iris, monkeypatch):
         assert grad[i] == pytest.approx(slope, rel=1e-5, abs=1e-8)
 
 
-@pytest.mark.parametrize("busy", [False, True])
-def test_lbfgs_runs_scipy_blas_on_one_thread_while_cores_are_busy(
-    busy, iris, monkeypatch
+@pytest.mark.parametrize(
+    "busy, parallel", [(False, False), (True, False), (False, True)]
+)
+def test_lbfgs_holds_scipy_blas_to_one_thread_unless_alone(
+    busy, parallel, iris, monkeypatch
 ):
     # SciPy's BLAS threads only spin during L-BFGS-B: while another process
-    # is busy they are held to one; on a quiet machine they are left alone
-    # and the BLAS libraries not even looked up (14 ms for a first fit).
+    # is busy, or torch trains on more than one thread, they are held to one;
+    # a one-thread fit on a quiet machine leaves them alone and does not even
+    # look the BLAS libraries up (14 ms for a first fit).
     from threadpoolctl import threadpool_info
 
     from sknn_large._engine import _lbfgs, _threads
+
+    if parallel:
+        # A fit large enough for two torch threads (iris is not).
+        monkeypatch.setattr(_lbfgs, "threads_for", lambda *a: _threads._num_threads(2))
 
     def blas_threads():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -173,8 +180,9 @@ def test_lbfgs_runs_scipy_blas_on_one_thread_while_cores_are_busy(
     X, y = iris
     LargeMLPClassifier(solver="lbfgs", max_iter=3, random_state=0).fit(X, y)
     assert before and seen
-    assert looked_up == ([True] if busy else [])
-    assert all(s == ([1] * len(before) if busy else before) for s in seen)
+    held = busy or parallel
+    assert looked_up == ([True] if held else [])
+    assert all(s == ([1] * len(before) if held else before) for s in seen)
     assert blas_threads() == before
 
 

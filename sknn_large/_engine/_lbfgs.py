@@ -38,17 +38,21 @@ def _blas_controller() -> ThreadpoolController:
 
 
 def _scipy_blas_threads():
-    """SciPy's BLAS on one thread while another process is busy here.
+    """SciPy's BLAS on one thread, unless nothing else would want its cores.
 
     L-BFGS-B works on one parameter vector per call, and its BLAS threads
-    only spin: with one busy process on a 2-core machine a 40-row fit took
-    3.5 s against 0.54 s on one thread (2026-12-02), five fits 0.05-0.16 s
-    against 0.035 s (2026-12-08). On a quiet machine the thread count makes
-    no difference (0.032-0.035 s against 0.031-0.033 s), so a first small
-    fit does not pay for finding the BLAS libraries (14 ms).
+    only spin between calls, on cores that torch's threads or another
+    process need: a 5000 x 20 fit with 100 hidden units on two torch threads
+    took 1.4-2.1 s against 0.05-0.06 s with them held to one, and with
+    another process busy on a 2-core machine a 40-row fit took 3.5 s against
+    0.54 s (2026-12-02). Only a fit on one torch thread on a quiet machine
+    leaves them be: there they cost nothing measurable (five 40-row fits
+    0.032-0.035 s against 0.031-0.033 s, 2026-12-08), and a first small fit
+    is spared finding the BLAS libraries (14 ms). Called inside the fit's
+    torch thread setting.
     """
     cores = os.cpu_count() or 1
-    if idle_cores(cores) >= cores:
+    if torch.get_num_threads() == 1 and idle_cores(cores) >= cores:
         return contextlib.nullcontext()
     return _blas_controller().limit(limits=1, user_api="blas")
 
