@@ -55,6 +55,18 @@ def _flipped_wins(plain: Callable[[], object], flipped: Callable[[], object]) ->
     return times[1] < 0.8 * times[0]
 
 
+def _operand(*shape: int, dtype: torch.dtype) -> torch.Tensor:
+    """A tensor to time products on: values in [0.5, 1.5], no zero or denormal.
+
+    BLAS speed does not depend on the values; drawing them at random cost a
+    process's first fit about 1 ms per 256 x 256 float64 matrix.
+    """
+    n = 1
+    for d in shape:
+        n *= d
+    return torch.linspace(0.5, 1.5, n, dtype=dtype).view(*shape)
+
+
 # Output widths whose products :func:`narrow_products_transposed` checks: a
 # single member's products (mm, where one column is a fast matrix-vector
 # product), and a stack's (bmm, slow for a single column too).
@@ -76,10 +88,9 @@ def narrow_products_transposed(
     one thread, in about a millisecond: the choice follows the machine, not a
     rule.
     """
-    g = torch.Generator().manual_seed(0)
     lead, cols = ((4,), 1) if batched else ((), 5)
-    a = torch.randn(*lead, 256, 256, generator=g, dtype=dtype)
-    b = torch.randn(*lead, 256, cols, generator=g, dtype=dtype)
+    a = _operand(*lead, 256, 256, dtype=dtype)
+    b = _operand(*lead, 256, cols, dtype=dtype)
     bt, at = b.transpose(-1, -2), a.transpose(-1, -2)
     return _flipped_wins(lambda: torch.matmul(a, b), lambda: torch.matmul(bt, at))
 
@@ -96,9 +107,8 @@ def narrow_grads_transposed(dtype: torch.dtype = torch.float32) -> bool:
     ``(fan_in, 5)`` take 11 us). Timed once per process and dtype, on one
     thread, for one member's products, like :func:`narrow_products_transposed`.
     """
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 256, generator=g, dtype=dtype)
-    d_t = torch.randn(5, 256, generator=g, dtype=dtype)
+    x = _operand(256, 256, dtype=dtype)
+    d_t = _operand(5, 256, dtype=dtype)
     out = torch.empty(256, 5, dtype=dtype)
     out_t = torch.empty(5, 256, dtype=dtype)
 
