@@ -17,6 +17,11 @@ Cases, with the same parameters for sknn_large and scikit-learn:
   ``load_digits``, default split.
 * ``diabetes`` — ``StandardScaler`` + ``MLPRegressor(hidden_layer_sizes=(64,),
   learning_rate_init=0.01, max_iter=500, random_state=0)`` on ``load_diabetes``.
+* ``userguide`` — scikit-learn's user-guide example for its MLP: two
+  samples, ``MLPClassifier(solver="lbfgs", alpha=1e-5,
+  hidden_layer_sizes=(5, 2), random_state=1)``, scored on the guide's two
+  new points. Run by ``bench_cpu.py``'s ``lbfgs`` section; not one of issue
+  12's target-2 cases.
 * ``overhead`` — not a first fit: after warm-up, the median time of a fit
   that does one optimizer step on a tiny problem, and the intercept of a
   least-squares line of fit time against epochs (the part of a fit that
@@ -103,10 +108,20 @@ def _case_diabetes(clf: type, reg: type, max_iter: int | None) -> tuple[Any, ...
     return model, X_train, X_test, y_train, y_test
 
 
+def _case_userguide(clf: type, reg: type, max_iter: int | None) -> tuple[Any, ...]:
+    X, y = [[0.0, 0.0], [1.0, 1.0]], [0, 1]
+    extra = {} if max_iter is None else {"max_iter": max_iter}
+    model = clf(
+        solver="lbfgs", alpha=1e-5, hidden_layer_sizes=(5, 2), random_state=1, **extra
+    )
+    return model, X, [[2.0, 2.0], [-1.0, -2.0]], y, [1, 0]
+
+
 _CASES: dict[str, Callable[..., tuple[Any, ...]]] = {
     "readme": _case_readme,
     "digits": _case_digits,
     "diabetes": _case_diabetes,
+    "userguide": _case_userguide,
 }
 
 
@@ -120,7 +135,7 @@ def run_small(name: str, lib: str, max_iter: int | None) -> dict[str, Any]:
 
     Parameters
     ----------
-    name : {"readme", "digits", "diabetes"}
+    name : {"readme", "digits", "diabetes", "userguide"}
         The case.
     lib : {"sknn_large", "sklearn"}
         Whose estimator to fit.

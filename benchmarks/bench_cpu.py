@@ -42,6 +42,10 @@ Sections (``--cases``, comma-separated; default all):
     256, 1,024 and 2,048-wide hidden layers (10,000 rows, 2 epochs): where
     bfloat16 starts to pay on this CPU, and whether its fits warned. Without
     bf16 instructions only the first width runs.
+``lbfgs``
+    ``solver="lbfgs"``: scikit-learn's user-guide example as a first fit in a
+    fresh process, and warm fits from 300 x 10 to 20,000 x 20 rows with a
+    fixed number of iterations (``_fullbatch.py``).
 
 The end of a run judges issue 12's targets. Run ``python benchmarks/bench_cpu.py``
 (about 10 minutes on 2 idle cores), ``--cases cold --repeats 1`` for one
@@ -86,6 +90,7 @@ from _common import (  # noqa: E402
     median,
     native_bf16,
 )
+from _fullbatch import lbfgs_section  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -1965,7 +1970,16 @@ def bf16_widths_section(
 # ------------------------------------------------------------------------ main
 
 
-SECTIONS = ("main", "cold", "overhead", "pipeline", "contention", "activations", "bf16")
+SECTIONS = (
+    "main",
+    "cold",
+    "overhead",
+    "pipeline",
+    "contention",
+    "activations",
+    "bf16",
+    "lbfgs",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -2110,6 +2124,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["bf16_widths"] = bf16_widths_section(
             sizes, data, sizes.repeats, args.quick
         )
+    if "lbfgs" in args.cases:
+        result["lbfgs"] = lbfgs_section(sizes.repeats, args.quick, args.threads)
     if args.profile or args.steps_only:
         _profile(sizes, data, result)
     result["issue12"] = issue12_targets(result)

@@ -111,6 +111,19 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     assert all(w["bf16_over_fp32"] > 0 for w in widths.values())
     assert all(0 <= w["bfloat16_acc"] <= 1 for w in widths.values())
     assert "## bfloat16 by width" in stdout
+    # L-BFGS: the user-guide example in a fresh process, then warm fits by
+    # size; both libraries run the same iterations to the same scores.
+    lbfgs = result["lbfgs"]
+    (guide,) = lbfgs["cold"]
+    assert guide["case"] == "userguide" and guide["sknn_large"]["fresh_process"]
+    assert guide["sknn_large"]["score"] == guide["sklearn"]["score"]
+    assert len(lbfgs["warm"]) == 2
+    for row in lbfgs["warm"]:
+        ours, theirs = row["sknn_large"], row["sklearn"]
+        assert ours["n_iter"] == theirs["n_iter"] == 3
+        assert ours["score"] == pytest.approx(theirs["score"], abs=0.02)
+        assert row["ratio"] == ours["s"] / theirs["s"]
+    assert "## L-BFGS: warm fits by size" in stdout
 
 
 def test_bench_cpu_cases_selects_sections(tmp_path):
