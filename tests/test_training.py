@@ -89,15 +89,21 @@ def test_lbfgs_sample_weights_equal_repeated_rows(iris):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("penalty", ["l2", "elasticnet"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_lbfgs_hand_step_equals_autograd(penalty, weighted, iris, monkeypatch):
+@pytest.mark.parametrize("task", ["classifier", "regressor, 3 outputs"])
+def test_lbfgs_hand_step_equals_autograd(penalty, weighted, task, iris, monkeypatch):
     # L-BFGS takes the stochastic loop's step: the hand-derived one where it
     # covers the network, autograd's elsewhere. Both give SciPy the same
     # loss and gradient at any point (compared as functions: over a fit,
     # L-BFGS's line search grows 1e-16 differences to 1e-7 on unscaled iris),
-    # and that gradient is the value's, penalty included (central differences).
+    # and that gradient is the value's, penalty included (central differences;
+    # with several outputs too, where scikit-learn's gradient is n_outputs
+    # times its reported loss's).
     from sknn_large._engine import _lbfgs
 
     X, y = iris
+    estimator = LargeMLPClassifier
+    if task != "classifier":
+        estimator, y = LargeMLPRegressor, X[:, 1:] - X[:, :1]
     made = []
 
     def keep(*args):
@@ -107,7 +113,7 @@ def test_lbfgs_hand_step_equals_autograd(penalty, weighted, iris, monkeypatch):
     loss_and_grad = _lbfgs._loss_and_grad
     monkeypatch.setattr(_lbfgs, "_loss_and_grad", keep)
     w = np.random.RandomState(0).rand(len(X)) if weighted else None
-    LargeMLPClassifier(
+    estimator(
         hidden_layer_sizes=(8, 5),
         solver="lbfgs",
         alpha=0.05,
@@ -184,6 +190,22 @@ def test_lbfgs_holds_scipy_blas_to_one_thread_unless_alone(
     assert looked_up == ([True] if held else [])
     assert all(s == ([1] * len(before) if held else before) for s in seen)
     assert blas_threads() == before
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lbfgs_multi_output_loss_averages_over_outputs(iris):
+    # loss_ is scikit-learn's squared loss, averaged over samples and outputs
+    # (halved), plus the L2 penalty over the rows: the function L-BFGS
+    # minimised, recomputed from the public coefs_ and intercepts_.
+    X, _ = iris
+    Y = X[:, 1:] - X[:, :1]
+    reg = LargeMLPRegressor(
+        hidden_layer_sizes=(6,), solver="lbfgs", alpha=0.3, max_iter=15, random_state=0
+    ).fit(X, Y)
+    hidden = np.maximum(X @ reg.coefs_[0] + reg.intercepts_[0], 0)
+    out = hidden @ reg.coefs_[1] + reg.intercepts_[1]
+    penalty = 0.5 * 0.3 * sum((w**2).sum() for w in reg.coefs_) / len(X)
+    assert reg.loss_ == pytest.approx(0.5 * np.mean((Y - out) ** 2) + penalty, rel=1e-9)
 
 
 def test_l1_gives_sparser_weights_than_l2(digits_binary):
