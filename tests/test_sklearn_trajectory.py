@@ -26,17 +26,19 @@ def _data(kind):
     return StandardScaler().fit_transform(X), y
 
 
+def _estimators(kind):
+    if kind == "regression":
+        return LargeMLPRegressor, MLPRegressor
+    return LargeMLPClassifier, MLPClassifier
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_float64_fit_reproduces_sklearn(kind, solver, early_stopping):
     X, y = _data(kind)
-    ours, theirs = (
-        (LargeMLPRegressor, MLPRegressor)
-        if kind == "regression"
-        else (LargeMLPClassifier, MLPClassifier)
-    )
+    ours, theirs = _estimators(kind)
     kw = dict(
         hidden_layer_sizes=(16,),
         solver=solver,
@@ -66,11 +68,7 @@ def test_float64_lbfgs_reproduces_sklearn(kind, activation):
     # slightly different steps, so the weights agree to about 1e-9 here
     # (measured up to 8e-9 on the multiclass case), not to rounding.
     X, y = _data(kind)
-    ours, theirs = (
-        (LargeMLPRegressor, MLPRegressor)
-        if kind == "regression"
-        else (LargeMLPClassifier, MLPClassifier)
-    )
+    ours, theirs = _estimators(kind)
     kw = dict(
         hidden_layer_sizes=(16,),
         solver="lbfgs",
