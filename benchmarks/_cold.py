@@ -188,6 +188,11 @@ def run_overhead(lib: str, tiny: bool) -> dict[str, Any]:
        with ``max_iter`` in (1, 10, 40) and no early stop; the intercept of
        fit time against epochs is the part that training length does not
        change, the slope the cost of one epoch.
+    3. ``predict_row_s`` and ``partial_fit_s``: medians of ``predict`` on one
+       (float64) row of the last of those fitted models, and of
+       ``partial_fit`` on successive 32-row batches of the README rows
+       (hidden (32,)): the fixed cost of the calls a service or an online
+       learner makes.
 
     Parameters
     ----------
@@ -199,8 +204,8 @@ def run_overhead(lib: str, tiny: bool) -> dict[str, Any]:
     Returns
     -------
     dict
-        Seconds: ``one_step_s``, ``intercept_s``, ``per_epoch_s``, and the
-        raw points.
+        Seconds: ``one_step_s``, ``intercept_s``, ``per_epoch_s``,
+        ``predict_row_s``, ``partial_fit_s``, and the raw points.
     """
     import numpy as np
     from sklearn.datasets import load_breast_cancer
@@ -239,6 +244,24 @@ def run_overhead(lib: str, tiny: bool) -> dict[str, Any]:
     intercept, slope = _least_squares(
         [float(e) for e, _ in points], [t for _, t in points]
     )
+
+    def median_call(call: Callable[[int], object], calls: int) -> float:
+        times = []
+        for i in range(calls + 5):  # the first five warm up
+            start = time.perf_counter()
+            call(i)
+            times.append(time.perf_counter() - start)
+        return sorted(times[5:])[calls // 2]
+
+    calls = 10 if tiny else 200
+    row = X[:1]
+    online = clf(hidden_layer_sizes=(32,), random_state=0)
+    online.partial_fit(X[:32], y[:32], classes=np.unique(y))
+
+    def partial_fit(i: int) -> None:
+        start = (32 * i) % (len(X) - 32)
+        online.partial_fit(X[start : start + 32], y[start : start + 32])
+
     return {
         "case": "overhead",
         "lib": lib,
@@ -246,6 +269,8 @@ def run_overhead(lib: str, tiny: bool) -> dict[str, Any]:
         "one_step_min_s": steps[0],
         "intercept_s": intercept,
         "per_epoch_s": slope,
+        "predict_row_s": median_call(lambda i: model.predict(row), calls),
+        "partial_fit_s": median_call(partial_fit, calls),
         "points": points,
     }
 
@@ -423,6 +448,8 @@ def overhead_rows(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
                     "one_step_min_s",
                     "intercept_s",
                     "per_epoch_s",
+                    "predict_row_s",
+                    "partial_fit_s",
                 )
             }
     return out

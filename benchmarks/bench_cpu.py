@@ -1134,6 +1134,8 @@ def overhead_table(overhead: dict[str, dict[str, float]]) -> str:
         "min ms",
         "intercept of time vs epochs, ms",
         "ms per epoch (426 rows)",
+        "predict one row, ms",
+        "partial_fit 32 rows, ms",
     ]
     body = [
         [
@@ -1142,6 +1144,8 @@ def overhead_table(overhead: dict[str, dict[str, float]]) -> str:
             fmt(1e3 * o["one_step_min_s"], 1),
             fmt(1e3 * o["intercept_s"], 1),
             fmt(1e3 * o["per_epoch_s"], 2),
+            fmt(1e3 * o["predict_row_s"], 3),
+            fmt(1e3 * o["partial_fit_s"], 2),
         ]
         for lib, o in overhead.items()
     ]

@@ -86,6 +86,9 @@ def test_bench_cpu_quick_prints_tables_and_json(tmp_path):
     assert small["readme"]["sknn_large"]["fresh_process"]
     overhead = result["cold"]["overhead"]
     assert overhead["sknn_large"]["one_step_s"] > 0
+    assert all(
+        o["predict_row_s"] > 0 and o["partial_fit_s"] > 0 for o in overhead.values()
+    )
     assert "sklearn" in overhead
     pipe = result["pipeline"]
     assert pipe["sknn_large"]["wall_s"] > 0 and pipe["ratio"] > 0
