@@ -42,13 +42,18 @@ def _binarize_labels(y: np.ndarray) -> tuple[LabelBinarizer, np.ndarray]:
     classes, codes = np.unique(y, return_inverse=True)
     # Fitted on the distinct labels: the same classes_ and y_type_ ("binary"
     # up to two labels, else "multiclass") as fitted on y.
-    binarizer = LabelBinarizer().fit(classes)
-    if len(classes) > 2:
-        Y = np.zeros((len(y), len(classes)), dtype=bool)
-        Y[np.arange(len(y)), codes.reshape(-1)] = True
-    else:  # one column: the second class (none with a single class)
-        Y = (codes == 1).reshape(-1, 1)
-    return binarizer, Y
+    return LabelBinarizer().fit(classes), _indicator(codes, len(classes))
+
+
+def _indicator(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """LabelBinarizer's matrix, as bool, for class indices ``codes``."""
+    codes = codes.reshape(-1)
+    if n_classes > 2:
+        Y = np.zeros((len(codes), n_classes), dtype=bool)
+        Y[np.arange(len(codes)), codes] = True
+        return Y
+    # One column: the second class (none with a single class).
+    return (codes == 1).reshape(-1, 1)
 
 
 class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
@@ -352,7 +357,19 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
             self._label_binarizer = LabelBinarizer().fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
-            classes = unique_labels(y)
+            # Labels of the kind _binarize_labels encodes, for a binarizer
+            # fitted on such labels: encoded from one np.unique here too, as
+            # LabelBinarizer.transform's checks cost a 32-row partial_fit
+            # 0.44 ms of its 2.2 ms, and unique_labels 0.09 ms more.
+            codes = None
+            if (
+                y.dtype.kind in "OUiu"
+                and target_type in ("binary", "multiclass")
+                and self._label_binarizer.y_type_ in ("binary", "multiclass")
+            ):
+                classes, codes = np.unique(y, return_inverse=True)
+            else:
+                classes = unique_labels(y)
             if self.warm_start:
                 if set(classes) != set(self.classes_):
                     raise ValueError(
@@ -365,6 +382,9 @@ class LargeMLPClassifier(ClassifierMixin, BaseLargeMLP):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
+            if codes is not None:
+                where = np.searchsorted(self.classes_, classes)
+                return X, _indicator(where[codes], len(self.classes_))
         # bool keeps float32 inputs from being upcast by the label matrix.
         return X, self._label_binarizer.transform(y).astype(bool)
 

@@ -379,6 +379,31 @@ def test_partial_fit_equals_fit(iris):
     np.testing.assert_array_equal(full.coefs_[0], inc.coefs_[0])
 
 
+@pytest.mark.parametrize(
+    "classes, batch",
+    [
+        ([0, 1], [1, 0, 1, 1]),
+        ([3, 7, 9], [9, 3, 9]),  # only two of three classes in the batch
+        (["b", "a", "c"], ["c", "c", "a", "b"]),
+        (np.array(["x", "y"], dtype=object), np.array(["y", "y"], dtype=object)),
+        ([5], [5, 5]),
+    ],
+)
+def test_later_calls_encode_labels_as_the_binarizer_does(classes, batch):
+    # After the first partial_fit (or with warm_start), labels are encoded from
+    # one np.unique against classes_: the label binarizer's matrix exactly.
+    batch = np.asarray(batch)
+    X = np.zeros((len(batch), 2))
+    clf = LargeMLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    first = np.asarray(classes)[np.arange(4) % len(classes)]
+    clf.partial_fit(np.zeros((4, 2)), first, classes=classes)
+    _, Y = clf._validate_input(X, batch, incremental=True, reset=False)
+    want = clf._label_binarizer.transform(batch).astype(bool)
+    assert Y.dtype == bool
+    np.testing.assert_array_equal(Y, want)
+    clf.partial_fit(X, batch)  # and trains
+
+
 def test_class_weight_balanced_raises_minority_recall(rng):
     # 'balanced' weights help the minority class, as in sklearn's linear models.
     X = rng.randn(400, 2)
