@@ -36,6 +36,21 @@ def test_cpu_and_gpu_agree(Est, iris):
         np.testing.assert_allclose(cpu.predict(X), gpu.predict(X), atol=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("Est", [LargeMLPClassifier, LargeMLPRegressor])
+def test_lbfgs_on_gpu_follows_the_cpu(Est, iris):
+    # L-BFGS's loss and gradient come from the engine's step on the GPU too
+    # (SciPy on the host): in float64 the two take nearly the same iterates
+    # (the line search grows last-bit differences, hence the loose bound).
+    X, y = iris
+    kw = dict(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=30, tol=0.0)
+    cpu = Est(device="cpu", precision="float64", random_state=0, **kw).fit(X, y)
+    gpu = Est(device="cuda", precision="float64", random_state=0, **kw).fit(X, y)
+    assert next(gpu.module_.parameters()).is_cuda
+    assert gpu.loss_ == pytest.approx(cpu.loss_, rel=1e-3)
+    assert abs(cpu.score(X, y) - gpu.score(X, y)) < 0.02
+
+
 def test_gpu_model_predicts_on_cpu_after_pickle(iris):
     # A CUDA-trained model pickles with CPU tensors and predicts without a GPU.
     X, y = iris
