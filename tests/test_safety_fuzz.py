@@ -370,6 +370,22 @@ def test_damaged_checkpoints_are_refused_or_identical(data, checkpoint, tmp_path
     assert _resumed_digest(fresh, state) == _resumed_digest(*reference)
 
 
+@pytest.mark.parametrize("head", [b"X\x00K\x03", b"X\xff\xff\xff", b"\x80\x02}q"])
+def test_checkpoint_not_starting_as_a_zip_is_refused_in_bounded_memory(
+    head, checkpoint, tmp_path
+):
+    # A damaged zip header sent torch.load to its legacy pickle loader, which
+    # allocated what four bytes said (67 MB for a 22 kB file; the first head
+    # is the damage this test's fuzzing found) before failing.
+    original, module, _ = checkpoint
+    blob = head + original[len(head) :]
+    path = tmp_path / "run.ckpt"
+    path.write_bytes(blob)
+    result = _bounded(lambda: _restore(path, module), len(blob))
+    assert isinstance(result, _checkpoint.CheckpointError)
+    assert str(path) in str(result) and "zip" in str(result)
+
+
 def _restore_reference(saved, module):
     fresh = copy.deepcopy(module)
     state = TrainState(generator=torch.Generator())
