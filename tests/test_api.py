@@ -136,9 +136,9 @@ def test_labels_binarize_as_label_binarizer_does(labels):
     # kind and training matrix must be LabelBinarizer's own.
     from sklearn.preprocessing import LabelBinarizer
 
-    from sknn_large._classifier import _binarize_labels
+    from sknn_large._labels import binarize_labels
 
-    binarizer, Y = _binarize_labels(labels)
+    binarizer, Y = binarize_labels(labels)
     reference = LabelBinarizer().fit(labels)
     np.testing.assert_array_equal(binarizer.classes_, reference.classes_)
     assert binarizer.classes_.dtype == reference.classes_.dtype
