@@ -250,6 +250,9 @@ class ResidentFeed:
             for b in range(0, x.shape[0], bs):
                 yield take_rows(x, y, w, slice(b, b + bs))
 
+    # What chunks() yields: the whole set at once.
+    n_chunks = 1
+
     def chunks(self) -> Iterator[Batch]:
         """The whole set in order, as one chunk (full-batch solvers)."""
         yield self._take(slice(0, self.n_samples))
@@ -325,6 +328,11 @@ class StreamFeed:
             return
         for s, block in _prefetched(self._read, starts):
             yield self._chunk(s, block)
+
+    @property
+    def n_chunks(self) -> int:
+        """How many chunks :meth:`chunks` yields."""
+        return -(-self.n_samples // self.chunk_rows)
 
     def chunks(self) -> Iterator[Batch]:
         """The whole set in order, one chunk at a time."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -61,10 +62,7 @@ def _operand(*shape: int, dtype: torch.dtype) -> torch.Tensor:
     BLAS speed does not depend on the values; drawing them at random cost a
     process's first fit about 1 ms per 256 x 256 float64 matrix.
     """
-    n = 1
-    for d in shape:
-        n *= d
-    return torch.linspace(0.5, 1.5, n, dtype=dtype).view(*shape)
+    return torch.linspace(0.5, 1.5, math.prod(shape), dtype=dtype).view(*shape)
 
 
 # Output widths whose products :func:`narrow_products_transposed` checks: a

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import os
 
 import numpy as np
@@ -88,8 +87,7 @@ def _loss_and_grad(stack: ParamStack, feed, cfg: TrainConfig):
 
     # A data set read in one chunk (held whole) is prepared once; streamed
     # chunks are read anew at every call, their gradients summed in ``total``.
-    chunks = list(itertools.islice(feed.chunks(), 2))
-    whole = list(prepared(chunks)) if len(chunks) == 1 else None
+    whole = list(prepared(feed.chunks())) if feed.n_chunks == 1 else None
     total = grad if whole is not None else torch.empty_like(grad)
     total_weights = total[: stack.n_weights]
 
@@ -113,7 +111,10 @@ def _loss_and_grad(stack: ParamStack, feed, cfg: TrainConfig):
                 )
                 value += float(per_sample.sum() if w is None else per_sample[0].dot(w))
                 if total is not grad:
-                    total.copy_(grad) if i == 0 else total.add_(grad)
+                    if i == 0:
+                        total.copy_(grad)
+                    else:
+                        total.add_(grad)
             value *= per_row
             if l2:
                 value += 0.5 * l2 * float(weights.dot(weights))
